@@ -1,0 +1,1 @@
+"""The `cobuy` command: start the whole system, and the operator's tools."""

@@ -1,0 +1,162 @@
+"""`cobuy up`: every process of cobuy in the foreground, stopped together.
+
+The gateway, each service's web app (gunicorn) and worker, and in embedded mode the SMTP
+sink, each as its own process. Nothing is restarted silently: if one process dies, the
+supervisor says which and stops the rest, so the operator (or the test) sees it.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+from shared.config import SERVICES, Config
+
+WEB_SERVICES = SERVICES
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+
+def _die_with_parent() -> None:
+    """Children get SIGTERM if the supervisor itself is killed (Linux prctl)."""
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def parse_scale(text: str | None) -> dict[str, int]:
+    scale = {name: 1 for name in SERVICES}
+    for part in filter(None, (text or "").split(",")):
+        name, _, count = part.partition("=")
+        name = name.strip()
+        if name not in scale or not count.strip().isdigit() or int(count) < 1:
+            raise SystemExit(f"--scale: expected service=N with a service among {', '.join(SERVICES)}; got {part!r}")
+        scale[name] = int(count)
+    return scale
+
+
+def plan(config: Config, scale: dict[str, int], web_workers: int, gateway_workers: int) -> list[Child]:
+    base_env = dict(os.environ)
+    base_env.update({
+        "COBUY_DATA_DIR": str(config.data_dir),
+        "COBUY_HTTP_PORT": str(config.http_port),
+        "COBUY_INTERNAL_SECRET": config.internal_secret,
+        "PYTHONUNBUFFERED": "1",
+    })
+    children: list[Child] = []
+    if config.smtp_url is None:
+        host, port = config.smtp_address()
+        base_env["COBUY_SMTP_URL"] = f"smtp://{host}:{port}"
+        children.append(Child("smtp-sink", [sys.executable, "-m", "shared.smtpsink", "--host", host, "--port",
+                                            str(port), "--folder", str(config.data_dir / "mail")], base_env))
+
+    def env_for(service: str) -> dict[str, str]:
+        folder = config.data_dir / "metrics" / service
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        return {**base_env, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+
+    gunicorn = [sys.executable, "-m", "gunicorn", "--config", "python:shared.gunicorn_conf", "--reuse-port",
+                "--no-control-socket",
+                "--graceful-timeout", "10", "--timeout", "60"]
+    for service in WEB_SERVICES:
+        env = env_for(service)
+        for replica in range(scale[service]):
+            children.append(Child(f"{service}-web-{replica + 1}", gunicorn + [
+                "--workers", str(web_workers), "--worker-class", "gthread", "--threads", "4",
+                "--bind", f"127.0.0.1:{config.service_port(service)}", f"services.{service}.app:create_app()",
+            ], env))
+            children.append(Child(f"{service}-worker-{replica + 1}",
+                                  [sys.executable, "-m", f"services.{service}.worker"], env))
+    bind_host = os.environ.get("COBUY_BIND_HOST", "127.0.0.1")
+    children.append(Child("gateway", gunicorn + [
+        "--workers", str(gateway_workers), "--worker-class", "aiohttp.GunicornWebWorker",
+        "--bind", f"{bind_host}:{config.http_port}", "gateway.app:create_app",
+    ], env_for("gateway")))
+    return children
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def run(config: Config, scale: dict[str, int], web_workers: int = 2, gateway_workers: int = 2,
+        ready_timeout: float = 90.0) -> int:
+    from cobuy.operations import migrate_all
+
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate_all(config)
+    children = plan(config, scale, web_workers, gateway_workers)
+    stopping = False
+
+    def _stop(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    for child in children:
+        child.process = subprocess.Popen(child.argv, env=child.env, preexec_fn=_die_with_parent)
+    url = f"{config.public_url}/"
+    deadline = time.monotonic() + ready_timeout
+    announced = False
+    exit_code = 0
+    while not stopping:
+        for child in children:
+            code = child.process.poll()
+            if code is not None:
+                print(f"cobuy: {child.name} exited with code {code}; stopping everything", file=sys.stderr, flush=True)
+                exit_code = 1
+                stopping = True
+                break
+        if stopping:
+            break
+        if not announced:
+            if _ready(f"http://127.0.0.1:{config.http_port}/readyz"):
+                mode = "embedded (SQLite, filesystem broker, local mail sink)" if config.amqp_url is None \
+                    or config.database_url is None else "PostgreSQL + RabbitMQ"
+                print(f"cobuy is up on {mode}: {url}", flush=True)
+                if config.smtp_url is None:
+                    print(f"  mails sent are kept under {config.data_dir / 'mail'}", flush=True)
+                announced = True
+            elif time.monotonic() > deadline:
+                print("cobuy: the gateway did not become ready in time; stopping", file=sys.stderr, flush=True)
+                exit_code = 1
+                break
+        time.sleep(0.2)
+    _shutdown(children)
+    return exit_code
+
+
+def _shutdown(children: list[Child], grace: float = 15.0) -> None:
+    for child in reversed(children):
+        if child.process and child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children:
+        if child.process is None:
+            continue
+        try:
+            child.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            print(f"cobuy: {child.name} did not stop in time; killing it", file=sys.stderr, flush=True)
+            child.process.kill()
+            child.process.wait()
+    print("cobuy: stopped", flush=True)

@@ -1,0 +1,172 @@
+"""The gateway: an aiohttp reverse proxy (a Flask+requests hop measured 1.9k req/s here;
+an async hop with pooled keep-alive connections keeps the cost of the extra hop low)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiohttp
+from aiohttp import web
+
+from shared import config as config_module, identity, logs, metrics
+from shared.problems import PROBLEM_JSON, Problem
+from shared.web import CORRELATION_HEADER, MAX_BODY
+
+from . import openapi, routing
+from .auth import KeyCache
+
+log = logging.getLogger("gateway")
+
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+              "transfer-encoding", "upgrade", "host", "content-length"}
+
+
+def problem(status: int, code: str, detail: str | None = None, headers: dict | None = None, **extra) -> web.Response:
+    body = Problem(status, code, detail, **extra).body()
+    return web.json_response(body, status=status, content_type=PROBLEM_JSON, headers=headers)
+
+
+class Gateway:
+    def __init__(self, config):
+        self.config = config
+        self.session: aiohttp.ClientSession | None = None
+        self.keys = KeyCache(ttl_seconds=10.0)
+        self._openapi: tuple[float, dict] | None = None
+
+    async def start(self, _app) -> None:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=60),
+            timeout=aiohttp.ClientTimeout(total=30, connect=5),
+            auto_decompress=False,
+        )
+
+    async def stop(self, _app) -> None:
+        if self.session:
+            await self.session.close()
+
+    # -- authentication ------------------------------------------------------------------------
+
+    async def seller_for(self, authorization: str) -> dict | None:
+        scheme, _, key = authorization.partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key or len(key) > 200:
+            return None
+        cached = self.keys.get(key)
+        if cached is not None:
+            return cached
+        url = f"{self.config.service_url('catalog')}/internal/auth"
+        async with self.session.post(url, json={"api_key": key}) as reply:
+            if reply.status == 404:
+                return None
+            reply.raise_for_status()
+            seller = await reply.json()
+        seller = {k: seller[k] for k in ("id", "name", "email")}
+        self.keys.put(key, seller)
+        return seller
+
+    # -- proxying --------------------------------------------------------------------------------
+
+    async def proxy(self, request: web.Request) -> web.StreamResponse:
+        service = routing.service_for(request.path)
+        if service is None:
+            return problem(404, "not_found", "No such resource.")
+        declared = request.content_length
+        if declared is not None and declared > MAX_BODY:
+            return problem(413, "payload_too_large", f"The body is over {MAX_BODY // 1024} KiB.")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return problem(413, "payload_too_large", f"The body is over {MAX_BODY // 1024} KiB.")
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in HOP_BY_HOP and not k.lower().startswith("x-cobuy-")}
+        headers.pop("Authorization", None)
+        correlation = request.headers.get(CORRELATION_HEADER) or logs.new_correlation_id()
+        headers[CORRELATION_HEADER] = correlation
+        headers["X-Forwarded-For"] = request.remote or ""
+        authorization = request.headers.get("Authorization")
+        if authorization:
+            try:
+                seller = await self.seller_for(authorization)
+            except (aiohttp.ClientError, asyncio.TimeoutError):
+                return problem(503, "auth_unavailable", "Could not check the API key just now.")
+            if seller is None:
+                return problem(401, "invalid_api_key", "The API key is unknown or revoked.",
+                               headers={"WWW-Authenticate": "Bearer"})
+            headers[identity.HEADER] = identity.sign(self.config.internal_secret, seller)
+        url = f"{self.config.service_url(service)}{request.rel_url}"
+        try:
+            async with self.session.request(request.method, url, headers=headers, data=body or None,
+                                            allow_redirects=False) as upstream:
+                payload = await upstream.read()
+                out = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+                out[CORRELATION_HEADER] = correlation
+                return web.Response(status=upstream.status, body=payload, headers=out)
+        except asyncio.TimeoutError:
+            return problem(504, "upstream_timeout", f"The {service} service did not answer in time.")
+        except aiohttp.ClientError:
+            return problem(502, "upstream_unavailable", f"The {service} service is unavailable.")
+
+    # -- the gateway's own routes ----------------------------------------------------------------
+
+    async def healthz(self, _request) -> web.Response:
+        return web.json_response({"status": "ok", "service": "gateway"})
+
+    async def readyz(self, _request) -> web.Response:
+        failures = {}
+        for service in config_module.SERVICES:
+            try:
+                async with self.session.get(f"{self.config.service_url(service)}/readyz",
+                                            timeout=aiohttp.ClientTimeout(total=5)) as reply:
+                    if reply.status != 200:
+                        failures[service] = f"readyz {reply.status}"
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                failures[service] = repr(exc)[:200]
+        if failures:
+            return problem(503, "not_ready", "A service is not ready.", failures=failures)
+        return web.json_response({"status": "ready", "service": "gateway"})
+
+    async def metrics(self, _request) -> web.Response:
+        body, content_type = metrics.render()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def openapi(self, _request) -> web.Response:
+        if self._openapi is None or time.monotonic() - self._openapi[0] > 60:
+            documents = []
+            for service in openapi.API_SERVICES:
+                async with self.session.get(f"{self.config.service_url(service)}/openapi.json") as reply:
+                    reply.raise_for_status()
+                    documents.append(await reply.json())
+            self._openapi = (time.monotonic(), openapi.merge(documents))
+        return web.json_response(self._openapi[1])
+
+
+@web.middleware
+async def observe(request: web.Request, handler):
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = problem(exc.status, "not_found" if exc.status == 404 else "bad_request", exc.reason)
+    except Exception:
+        log.exception("gateway error on %s %s", request.method, request.path)
+        response = problem(500, "internal_error", "Something went wrong on our side.")
+    label = routing.route_label(request.path)
+    metrics.HTTP_REQUESTS.labels(label, request.method, str(response.status)).inc()
+    metrics.HTTP_LATENCY.labels(label).observe(time.perf_counter() - started)
+    return response
+
+
+async def create_app(config=None) -> web.Application:
+    config = config or config_module.get()
+    logs.configure("gateway", config.log_level)
+    gateway = Gateway(config)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[observe])
+    app.on_startup.append(gateway.start)
+    app.on_cleanup.append(gateway.stop)
+    app.router.add_get("/healthz", gateway.healthz)
+    app.router.add_get("/readyz", gateway.readyz)
+    app.router.add_get("/metrics", gateway.metrics)
+    app.router.add_get("/api/v1/openapi.json", gateway.openapi)
+    app.router.add_route("*", "/{tail:.*}", gateway.proxy)
+    return app

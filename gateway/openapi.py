@@ -1,0 +1,34 @@
+"""One OpenAPI document for the whole API: the services' documents merged."""
+from __future__ import annotations
+
+import copy
+
+API_SERVICES = ("catalog", "reservation", "auction")
+PROTECTED = {
+    ("/api/v1/sellers/me", "get"),
+    ("/api/v1/offers", "post"),
+    ("/api/v1/offers/{offer_id}/counter-offers", "post"),
+    ("/api/v1/offers/{offer_id}/reservations", "get"),
+}
+
+
+def merge(documents: list[dict]) -> dict:
+    merged: dict = {
+        "openapi": "3.0.3",
+        "info": {"title": "cobuy API", "version": "v1",
+                 "description": "Joint-purchase counter auction. Errors are RFC 9457 problems with a `code`."},
+        "paths": {},
+        "components": {"schemas": {}, "securitySchemes": {
+            "sellerKey": {"type": "http", "scheme": "bearer", "description": "The API key given at registration"}}},
+    }
+    for document in documents:
+        for path, item in document.get("paths", {}).items():
+            if path.startswith("/api/v1/"):
+                merged["paths"].setdefault(path, {}).update(copy.deepcopy(item))
+        for kind, entries in document.get("components", {}).items():
+            merged["components"].setdefault(kind, {}).update(entries)
+    for path, method in PROTECTED:
+        operation = merged["paths"].get(path, {}).get(method)
+        if operation is not None:
+            operation["security"] = [{"sellerKey": []}]
+    return merged

@@ -1,0 +1,62 @@
+"""auction's HTTP API: counter-offers."""
+from __future__ import annotations
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import RAISE, Schema, fields, validate
+
+from shared import lookup
+from shared.problems import Problem
+from shared.validation import StrictInteger
+from shared.web import require_seller
+
+from . import auction as use_cases
+
+bp = Blueprint("counter_offers", __name__, url_prefix="/api/v1", description="Counter-offers")
+
+
+class CounterOfferSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    unit_price = StrictInteger(required=True, validate=validate.Range(min=1, max=10**12))
+    minimum_reservations = StrictInteger(required=True, validate=validate.Range(min=1, max=1_000_000))
+
+
+class HoldingConditionSchema(Schema):
+    seller_id = fields.String()
+    seller_name = fields.String()
+    unit_price = fields.Integer()
+    minimum_reservations = fields.Integer()
+    since = fields.String()
+
+
+class InterceptionSchema(Schema):
+    offer_id = fields.String()
+    condition = fields.Nested(HoldingConditionSchema)
+    intercepted_seller_id = fields.String()
+
+
+def _runtime():
+    return current_app.extensions["cobuy.runtime"]
+
+
+@bp.route("/offers/<offer_id>/counter-offers")
+class CounterOffers(MethodView):
+    @bp.arguments(CounterOfferSchema)
+    @bp.response(201, InterceptionSchema)
+    def post(self, body, offer_id):
+        """Counter-offer; 201 when it beats the holding condition and takes the offer over."""
+        seller = require_seller()
+        runtime = _runtime()
+        with runtime.sessions() as session:
+            known = use_cases.find_offer(session, offer_id) is not None
+        if not known:
+            data = lookup.published_offer(runtime.config, offer_id)
+            if data is None:
+                raise Problem(404, "offer_not_found", "No such offer.")
+            with runtime.sessions.begin() as session:
+                use_cases.remember_offer(session, data)
+        with runtime.sessions.begin() as session:
+            return use_cases.counter_offer(session, offer_id, seller, body["unit_price"], body["minimum_reservations"])

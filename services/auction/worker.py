@@ -1,0 +1,27 @@
+"""auction's worker: the dated steps (invitation, close), its consumers and its outbox relay."""
+from __future__ import annotations
+
+import sys
+
+from shared import logs, worker
+from shared.runtime import Runtime
+
+from . import SERVICE
+from .app import MIGRATIONS
+from .auction import HANDLERS, Scheduler
+from .tables import inbox, outbox
+
+
+def main() -> int:
+    runtime = Runtime.create(SERVICE)
+    logs.configure(SERVICE, runtime.config.log_level)
+    runtime.migrate(MIGRATIONS)
+    return worker.run(SERVICE, {
+        "scheduler": Scheduler(runtime.sessions).run,
+        "consumer": runtime.consumer(inbox, HANDLERS).run,
+        "relay": runtime.relay(outbox).run,
+    })
+
+
+if __name__ == "__main__":
+    sys.exit(main())

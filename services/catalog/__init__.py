@@ -1,0 +1,2 @@
+"""catalog: sellers, offers, the home page and its read model."""
+SERVICE = "catalog"

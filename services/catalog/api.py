@@ -1,0 +1,105 @@
+"""catalog's HTTP API: /api/v1/sellers, /api/v1/offers; /internal/* for the gateway and services."""
+from __future__ import annotations
+
+from flask import current_app, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from shared.problems import Problem
+from shared.web import require_seller
+
+from . import offers as use_cases
+from .schemas import (
+    OfferCreateSchema,
+    OfferListQuerySchema,
+    OfferListSchema,
+    OfferSchema,
+    RegisteredSellerSchema,
+    SellerRegistrationSchema,
+    SellerSchema,
+)
+
+sellers_bp = Blueprint("sellers", __name__, url_prefix="/api/v1/sellers", description="Registered sellers")
+offers_bp = Blueprint("offers", __name__, url_prefix="/api/v1/offers", description="Joint-purchase offers")
+internal_bp = Blueprint("internal", __name__, url_prefix="/internal")
+
+
+def sessions():
+    return current_app.extensions["cobuy.runtime"].sessions
+
+
+@sellers_bp.route("")
+class Sellers(MethodView):
+    @sellers_bp.arguments(SellerRegistrationSchema)
+    @sellers_bp.response(201, RegisteredSellerSchema)
+    def post(self, body):
+        """Register a seller; the API key is shown once."""
+        with sessions().begin() as session:
+            return use_cases.register_seller(session, body["name"], body["email"])
+
+
+@sellers_bp.route("/me")
+class Me(MethodView):
+    @sellers_bp.response(200, SellerSchema)
+    def get(self):
+        """The authenticated seller."""
+        seller = require_seller()
+        with sessions()() as session:
+            found = use_cases.seller_by_id(session, seller["id"])
+        if found is None:
+            raise Problem(401, "authentication_required", "Unknown seller.")
+        return found
+
+
+@offers_bp.route("")
+class Offers(MethodView):
+    @offers_bp.arguments(OfferListQuerySchema, location="query")
+    @offers_bp.response(200, OfferListSchema)
+    def get(self, query):
+        """Offers, newest first (recently closed first with status=closed), paginated."""
+        with sessions()() as session:
+            items, total = use_cases.list_offers(session, query["status"], query["page"], query["per_page"])
+        return {"items": items, "page": query["page"], "per_page": query["per_page"], "total": total}
+
+    @offers_bp.arguments(OfferCreateSchema)
+    @offers_bp.response(201, OfferSchema)
+    def post(self, body):
+        """Publish an offer; the caller holds it."""
+        seller = require_seller()
+        with sessions().begin() as session:
+            return use_cases.publish_offer(session, seller, body)
+
+
+@offers_bp.route("/<offer_id>")
+class OfferResource(MethodView):
+    @offers_bp.response(200, OfferSchema)
+    def get(self, offer_id):
+        """One offer with its holding condition, count and history."""
+        with sessions()() as session:
+            offer = use_cases.get_offer(session, offer_id)
+        if offer is None:
+            raise Problem(404, "offer_not_found", "No such offer.")
+        return offer
+
+
+@internal_bp.route("/auth", methods=["POST"])
+def authenticate():
+    """The gateway's key check: the seller for a key, or 404."""
+    api_key = (request.get_json(silent=True) or {}).get("api_key")
+    if not isinstance(api_key, str) or not api_key:
+        raise Problem(400, "bad_request", "api_key required")
+    with sessions()() as session:
+        seller = use_cases.seller_by_key(session, api_key)
+    if seller is None:
+        raise Problem(404, "unknown_api_key")
+    return {**seller, "registered_at": seller["registered_at"].isoformat()}
+
+
+@internal_bp.route("/offers/<offer_id>")
+def published_offer(offer_id):
+    """For services that have not yet heard of a brand-new offer (read-your-writes)."""
+    with sessions()() as session:
+        data = use_cases.published_data_for(session, offer_id)
+    if data is None:
+        raise Problem(404, "offer_not_found")
+    return data

@@ -1,0 +1,283 @@
+"""catalog's use cases: register sellers, publish offers, read them; apply other services' events."""
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared import clock
+from shared.db import insert_ignore
+from shared.envelope import Envelope
+from shared.identity import hash_api_key
+from shared.outbox import record_event
+from shared.problems import Problem
+
+from . import SERVICE
+from .tables import history, offers, outbox, sellers
+
+INVITATION_SHARE_OF_TERM = 0.2
+
+
+def default_invite_at(opens_at: datetime, closes_at: datetime) -> datetime:
+    """SPEC §2: the invitation falls at closes_at − 20 % of the term."""
+    return closes_at - (closes_at - opens_at) * INVITATION_SHARE_OF_TERM
+
+
+def check_term(opens_at: datetime, invite_at: datetime | None, closes_at: datetime) -> datetime:
+    """Returns the invitation instant, or raises a 422 naming the faulty field."""
+    if closes_at <= opens_at:
+        raise Problem(422, "validation_failed", "closes_at must be in the future.",
+                      errors={"closes_at": ["Must be in the future."]})
+    invite_at = invite_at or default_invite_at(opens_at, closes_at)
+    if not opens_at < invite_at < closes_at:
+        raise Problem(422, "validation_failed", "invite_at must fall inside the term.",
+                      errors={"invite_at": ["Must be after now and before closes_at."]})
+    return invite_at
+
+
+# ---- sellers -------------------------------------------------------------------------------
+
+def register_seller(session: Session, name: str, email: str) -> dict:
+    api_key = "cb_" + secrets.token_urlsafe(32)
+    seller = {
+        "id": str(uuid.uuid4()),
+        "name": name,
+        "email": email.lower(),
+        "api_key_hash": hash_api_key(api_key),
+        "registered_at": clock.now(),
+    }
+    if session.execute(select(sellers.c.id).where(sellers.c.email == seller["email"])).first():
+        raise Problem(409, "email_taken", "A seller with this e-mail is already registered.")
+    try:
+        with session.begin_nested():
+            session.execute(sellers.insert().values(**seller))
+    except IntegrityError:
+        raise Problem(409, "email_taken", "A seller with this e-mail is already registered.") from None
+    record_event(session, outbox, SERVICE, "SellerRegistered", {
+        "seller_id": seller["id"], "name": name, "email": seller["email"],
+        "registered_at": clock.iso(seller["registered_at"]),
+    })
+    return {**public_seller(seller), "api_key": api_key}
+
+
+def public_seller(row) -> dict:
+    row = dict(row._mapping) if hasattr(row, "_mapping") else row
+    return {"id": row["id"], "name": row["name"], "email": row["email"], "registered_at": row["registered_at"]}
+
+
+def seller_by_key(session: Session, api_key: str) -> dict | None:
+    row = session.execute(select(sellers).where(sellers.c.api_key_hash == hash_api_key(api_key))).first()
+    return public_seller(row) if row else None
+
+
+def seller_by_id(session: Session, seller_id: str) -> dict | None:
+    row = session.execute(select(sellers).where(sellers.c.id == seller_id)).first()
+    return public_seller(row) if row else None
+
+
+def rotate_key(session: Session, email: str) -> str | None:
+    """Operator action: the old key stops working, the new one is returned once."""
+    api_key = "cb_" + secrets.token_urlsafe(32)
+    result = session.execute(
+        update(sellers).where(sellers.c.email == email.lower()).values(api_key_hash=hash_api_key(api_key))
+    )
+    return api_key if result.rowcount else None
+
+
+# ---- offers --------------------------------------------------------------------------------
+
+def publish_offer(session: Session, seller: dict, data: dict) -> dict:
+    now = clock.now()
+    closes_at = clock.to_utc(data["closes_at"])
+    invite_at = check_term(now, data.get("invite_at") and clock.to_utc(data["invite_at"]), closes_at)
+    offer_id = str(uuid.uuid4())
+    row = {
+        "id": offer_id,
+        "title": data["title"],
+        "description": data.get("description") or "",
+        "currency": data["currency"].lower(),
+        "opens_at": now,
+        "invite_at": invite_at,
+        "closes_at": closes_at,
+        "min_decrement": data.get("min_decrement") or 1,
+        "offering_seller_id": seller["id"],
+        "created_at": now,
+        "holder_id": seller["id"],
+        "holder_name": seller["name"],
+        "unit_price": data["unit_price"],
+        "minimum_reservations": data["minimum_reservations"],
+        "condition_since": now,
+        "condition_version": 0,
+        "reservation_count": 0,
+        "count_version": 0,
+        "invited": False,
+        "status": "open",
+        "outcome": None,
+    }
+    session.execute(offers.insert().values(**row))
+    session.execute(history.insert().values(
+        offer_id=offer_id, seq=0, seller_id=seller["id"], seller_name=seller["name"],
+        unit_price=row["unit_price"], minimum_reservations=row["minimum_reservations"], at=now, kind="initial",
+    ))
+    record_event(session, outbox, SERVICE, "OfferPublished", published_data(row, seller))
+    return get_offer(session, offer_id)
+
+
+def published_data(row: dict, seller: dict) -> dict:
+    """What other services need to know of a new offer (also served to their fallback look-up)."""
+    return {
+        "offer_id": row["id"],
+        "title": row["title"],
+        "currency": row["currency"],
+        "opens_at": clock.iso(row["opens_at"]),
+        "invite_at": clock.iso(row["invite_at"]),
+        "closes_at": clock.iso(row["closes_at"]),
+        "min_decrement": row["min_decrement"],
+        "condition": {
+            "seller_id": seller["id"],
+            "seller_name": seller["name"],
+            "seller_email": seller["email"],
+            "unit_price": row["unit_price"],
+            "minimum_reservations": row["minimum_reservations"],
+            "since": clock.iso(row["opens_at"]),
+        },
+    }
+
+
+def published_data_for(session: Session, offer_id: str) -> dict | None:
+    row = session.execute(select(offers).where(offers.c.id == offer_id)).first()
+    if row is None:
+        return None
+    row = dict(row._mapping)
+    seller = seller_by_id(session, row["offering_seller_id"])
+    # The initial condition, as it was published (the read model may have moved on since).
+    initial = session.execute(
+        select(history).where(history.c.offer_id == offer_id, history.c.seq == 0)
+    ).one()
+    row.update(unit_price=initial.unit_price, minimum_reservations=initial.minimum_reservations)
+    return published_data(row, seller)
+
+
+def _offer_dict(row, entries) -> dict:
+    r = row._mapping
+    return {
+        "id": r["id"],
+        "title": r["title"],
+        "description": r["description"],
+        "currency": r["currency"],
+        "status": r["status"],
+        "outcome": r["outcome"],
+        "opens_at": r["opens_at"],
+        "invite_at": r["invite_at"],
+        "invited": r["invited"],
+        "closes_at": r["closes_at"],
+        "min_decrement": r["min_decrement"],
+        "condition": {
+            "seller_id": r["holder_id"],
+            "seller_name": r["holder_name"],
+            "unit_price": r["unit_price"],
+            "minimum_reservations": r["minimum_reservations"],
+            "since": r["condition_since"],
+        },
+        "offering_seller_id": r["offering_seller_id"],
+        "reservation_count": r["reservation_count"],
+        "history": [
+            {
+                "seller_id": e.seller_id,
+                "seller_name": e.seller_name,
+                "unit_price": e.unit_price,
+                "minimum_reservations": e.minimum_reservations,
+                "at": e.at,
+                "kind": e.kind,
+            }
+            for e in entries
+        ],
+    }
+
+
+def get_offer(session: Session, offer_id: str) -> dict | None:
+    row = session.execute(select(offers).where(offers.c.id == offer_id)).first()
+    if row is None:
+        return None
+    entries = session.execute(
+        select(history).where(history.c.offer_id == offer_id).order_by(history.c.seq)
+    ).all()
+    return _offer_dict(row, entries)
+
+
+def list_offers(session: Session, status: str | None, page: int, per_page: int, with_history: bool = True):
+    query = select(offers)
+    count_query = select(func.count()).select_from(offers)
+    if status:
+        query = query.where(offers.c.status == status)
+        count_query = count_query.where(offers.c.status == status)
+    order = offers.c.closed_at.desc() if status == "closed" else offers.c.created_at.desc()
+    rows = session.execute(
+        query.order_by(order, offers.c.id).limit(per_page).offset((page - 1) * per_page)
+    ).all()
+    total = session.execute(count_query).scalar_one()
+    entries_by_offer: dict[str, list] = {r.id: [] for r in rows}
+    if with_history and rows:
+        for e in session.execute(
+            select(history).where(history.c.offer_id.in_(list(entries_by_offer))).order_by(history.c.seq)
+        ).all():
+            entries_by_offer[e.offer_id].append(e)
+    return [_offer_dict(r, entries_by_offer[r.id]) for r in rows], total
+
+
+# ---- the read model, from other services' events ------------------------------------------------
+
+def on_offer_intercepted(session: Session, event: Envelope) -> None:
+    data = event.data
+    condition = data["condition"]
+    since = datetime.fromisoformat(condition["since"])
+    insert_ignore(session, history, {
+        "offer_id": data["offer_id"], "seq": data["version"], "seller_id": condition["seller_id"],
+        "seller_name": condition["seller_name"], "unit_price": condition["unit_price"],
+        "minimum_reservations": condition["minimum_reservations"], "at": since, "kind": data["kind"],
+    }, ["offer_id", "seq"])
+    # In order per offer: an older condition never overwrites a newer one.
+    session.execute(
+        update(offers)
+        .where(offers.c.id == data["offer_id"], offers.c.condition_version < data["version"])
+        .values(
+            holder_id=condition["seller_id"], holder_name=condition["seller_name"],
+            unit_price=condition["unit_price"], minimum_reservations=condition["minimum_reservations"],
+            condition_since=since, condition_version=data["version"],
+        )
+    )
+
+
+def on_offer_invited(session: Session, event: Envelope) -> None:
+    session.execute(update(offers).where(offers.c.id == event.data["offer_id"]).values(invited=True))
+
+
+def on_count_changed(session: Session, event: Envelope) -> None:
+    data = event.data
+    session.execute(
+        update(offers)
+        .where(offers.c.id == data["offer_id"], offers.c.count_version < data["version"], offers.c.status == "open")
+        .values(reservation_count=data["count"], count_version=data["version"])
+    )
+
+
+def on_offer_closed(session: Session, event: Envelope) -> None:
+    data = event.data
+    session.execute(
+        update(offers)
+        .where(offers.c.id == data["offer_id"])
+        .values(status="closed", outcome=data["outcome"], reservation_count=data["final_count"],
+                closed_at=datetime.fromisoformat(data["closed_at"]))
+    )
+
+
+HANDLERS = {
+    "OfferIntercepted": on_offer_intercepted,
+    "OfferInvited": on_offer_invited,
+    "ReservationCountChanged": on_count_changed,
+    "OfferClosed": on_offer_closed,
+}

@@ -1,0 +1,177 @@
+"""The public pages (SPEC §4): server-rendered, usable without JavaScript, every user string escaped."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import requests
+from flask import Blueprint, abort, current_app, render_template, request
+from flask_wtf.csrf import CSRFError
+
+from shared import clock
+from shared.money import format_money
+
+from . import offers as use_cases
+
+pages_bp = Blueprint("pages", __name__, template_folder="templates")
+HOME_PAGE_SIZE = 50
+CHART_W, CHART_H = 560, 160
+
+
+def _sessions():
+    return current_app.extensions["cobuy.runtime"].sessions
+
+
+def _reservation_api() -> str:
+    return current_app.config["COBUY"].service_url("reservation")
+
+
+_http = requests.Session()
+
+
+@pages_bp.app_template_filter("money")
+def money_filter(minor_units: int, currency: str) -> str:
+    return format_money(minor_units, currency)
+
+
+@pages_bp.app_template_filter("when")
+def when_filter(value: datetime) -> str:
+    return clock.to_utc(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@pages_bp.app_template_filter("time_left")
+def time_left_filter(value: datetime) -> str:
+    seconds = int((value - clock.now()).total_seconds())
+    if seconds <= 0:
+        return "closing now"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h left"
+    if hours:
+        return f"{hours} h {minutes} min left"
+    if minutes:
+        return f"{minutes} min {secs} s left"
+    return f"{secs} s left"
+
+
+def progress(offer: dict) -> int:
+    minimum = offer["condition"]["minimum_reservations"]
+    return min(100, round(100 * offer["reservation_count"] / minimum)) if minimum else 100
+
+
+def price_chart(offer: dict) -> dict:
+    """An inline SVG step chart of the holding unit price over the term."""
+    entries = offer["history"]
+    start, end = offer["opens_at"], offer["closes_at"]
+    span = max((end - start).total_seconds(), 1)
+    prices = [e["unit_price"] for e in entries]
+    top, bottom = max(prices), min(prices)
+    pad = max((top - bottom) * 0.15, top * 0.05, 1)
+    hi, lo = top + pad, max(bottom - pad, 0)
+
+    def x(at):
+        return round(40 + (CHART_W - 50) * min(max((at - start).total_seconds() / span, 0), 1), 1)
+
+    def y(price):
+        return round(10 + (CHART_H - 30) * (hi - price) / (hi - lo), 1)
+
+    points = []
+    for i, e in enumerate(entries):
+        if i:
+            points.append((x(e["at"]), y(entries[i - 1]["unit_price"])))
+        points.append((x(e["at"]), y(e["unit_price"])))
+    now_x = x(min(max(clock.now(), start), end))
+    points.append((now_x, y(entries[-1]["unit_price"])))
+    return {
+        "width": CHART_W,
+        "height": CHART_H,
+        "polyline": " ".join(f"{px},{py}" for px, py in points),
+        "dots": [{"x": x(e["at"]), "y": y(e["unit_price"]), "e": e} for e in entries],
+        "hi": round(hi), "lo": round(lo), "y_hi": y(hi), "y_lo": y(lo),
+        "invite_x": x(offer["invite_at"]),
+    }
+
+
+@pages_bp.get("/")
+def home():
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    with _sessions()() as session:
+        open_offers, total_open = use_cases.list_offers(session, "open", page, HOME_PAGE_SIZE, with_history=False)
+        closed, _ = use_cases.list_offers(session, "closed", 1, 10, with_history=False)
+    return render_template(
+        "home.html", open_offers=open_offers, closed=closed, page=page,
+        pages=max(1, -(-total_open // HOME_PAGE_SIZE)), total_open=total_open, progress=progress,
+    )
+
+
+def _load(offer_id: str) -> dict:
+    with _sessions()() as session:
+        offer = use_cases.get_offer(session, offer_id)
+    if offer is None:
+        abort(404)
+    return offer
+
+
+@pages_bp.get("/offers/<offer_id>")
+def offer_page(offer_id):
+    offer = _load(offer_id)
+    return render_template("offer.html", offer=offer, chart=price_chart(offer), progress=progress(offer),
+                           form={}, errors={})
+
+
+@pages_bp.post("/offers/<offer_id>/reserve")
+def reserve(offer_id):
+    offer = _load(offer_id)
+    form = {"name": request.form.get("name", ""), "email": request.form.get("email", "")}
+    try:
+        reply = _http.post(
+            f"{_reservation_api()}/api/v1/offers/{offer_id}/reservations",
+            json=form, timeout=10, headers={"X-Correlation-Id": request.headers.get("X-Correlation-Id", "")},
+        )
+    except requests.RequestException:
+        return _offer_with_errors(offer, form, {"form": ["We could not take your reservation just now. Please try again."]}, 503)
+    body = reply.json() if reply.headers.get("content-type", "").endswith("json") else {}
+    if reply.status_code in (200, 201):
+        return render_template("reserved.html", offer=offer, reservation=body, repeat=reply.status_code == 200,
+                               cancel_url=f"/reservations/{body['id']}/cancel?token={body['cancel_token']}")
+    errors = body.get("errors") or {"form": [body.get("detail") or "The reservation was refused."]}
+    return _offer_with_errors(offer, form, errors, reply.status_code)
+
+
+def _offer_with_errors(offer, form, errors, status):
+    return render_template("offer.html", offer=offer, chart=price_chart(offer), progress=progress(offer),
+                           form=form, errors=errors), status
+
+
+@pages_bp.get("/reservations/<reservation_id>/cancel")
+def cancel_form(reservation_id):
+    return render_template("cancel.html", reservation_id=reservation_id, token=request.args.get("token", ""),
+                           done=False, error=None)
+
+
+@pages_bp.post("/reservations/<reservation_id>/cancel")
+def cancel(reservation_id):
+    token = request.form.get("token", "")
+    try:
+        reply = _http.delete(f"{_reservation_api()}/api/v1/reservations/{reservation_id}",
+                             headers={"X-Cancel-Token": token}, timeout=10)
+    except requests.RequestException:
+        return render_template("cancel.html", reservation_id=reservation_id, token=token, done=False,
+                               error="We could not cancel just now. Please try again."), 503
+    if reply.status_code == 204:
+        return render_template("cancel.html", reservation_id=reservation_id, token=token, done=True, error=None)
+    detail = reply.json().get("detail", "The cancellation was refused.") if reply.content else "Refused."
+    return render_template("cancel.html", reservation_id=reservation_id, token=token, done=False,
+                           error=detail), reply.status_code
+
+
+@pages_bp.app_errorhandler(CSRFError)
+def csrf_failed(exc):
+    return render_template("error.html", title="This form has expired",
+                           message="Please go back, reload the page and send the form again."), 400
+
+
+@pages_bp.errorhandler(404)
+def page_not_found(_exc):
+    return render_template("error.html", title="Not found", message="There is no such offer or page."), 404

@@ -1,0 +1,63 @@
+"""catalog's own tables. Nobody else reads or writes them."""
+from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text
+
+from shared.db import UTCDateTime
+from shared.outbox import inbox_table, outbox_table
+
+metadata = MetaData()
+
+sellers = Table(
+    "sellers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("api_key_hash", String(64), nullable=False, unique=True),
+    Column("registered_at", UTCDateTime, nullable=False),
+)
+
+# The offer as published, plus the read model the pages show (condition, count, status…),
+# kept up to date from auction's and reservation's events.
+offers = Table(
+    "offers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("opens_at", UTCDateTime, nullable=False),
+    Column("invite_at", UTCDateTime, nullable=False),
+    Column("closes_at", UTCDateTime, nullable=False),
+    Column("min_decrement", Integer, nullable=False),
+    Column("offering_seller_id", String(36), ForeignKey("sellers.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("holder_id", String(36), nullable=False),
+    Column("holder_name", String(100), nullable=False),
+    Column("unit_price", Integer, nullable=False),
+    Column("minimum_reservations", Integer, nullable=False),
+    Column("condition_since", UTCDateTime, nullable=False),
+    Column("condition_version", Integer, nullable=False),
+    Column("reservation_count", Integer, nullable=False),
+    Column("count_version", Integer, nullable=False),
+    Column("invited", Boolean, nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("outcome", String(10), nullable=True),
+    Column("closed_at", UTCDateTime, nullable=True),
+    Index("ix_offers_status_created", "status", "created_at"),
+)
+
+history = Table(
+    "condition_history",
+    metadata,
+    Column("offer_id", String(36), ForeignKey("offers.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("seller_id", String(36), nullable=False),
+    Column("seller_name", String(100), nullable=False),
+    Column("unit_price", Integer, nullable=False),
+    Column("minimum_reservations", Integer, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(10), nullable=False),
+)
+
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)

@@ -1,0 +1,26 @@
+"""catalog's worker: applies other services' events to the read model; relays its outbox."""
+from __future__ import annotations
+
+import sys
+
+from shared import logs, worker
+from shared.runtime import Runtime
+
+from . import SERVICE
+from .app import MIGRATIONS
+from .offers import HANDLERS
+from .tables import inbox, outbox
+
+
+def main() -> int:
+    runtime = Runtime.create(SERVICE)
+    logs.configure(SERVICE, runtime.config.log_level)
+    runtime.migrate(MIGRATIONS)
+    return worker.run(SERVICE, {
+        "consumer": runtime.consumer(inbox, HANDLERS).run,
+        "relay": runtime.relay(outbox).run,
+    })
+
+
+if __name__ == "__main__":
+    sys.exit(main())

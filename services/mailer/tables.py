@@ -1,0 +1,54 @@
+"""mailer's own tables: who the sellers are, and the delivery log."""
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+
+from shared.db import UTCDateTime
+from shared.outbox import inbox_table
+
+metadata = MetaData()
+
+sellers = Table(
+    "sellers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("registered_at", UTCDateTime, nullable=False),
+)
+
+# What one event asks to say (shared by all its recipients): rendered at send time.
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", String(80), primary_key=True),  # "<event id>:<template>"
+    Column("template", String(40), nullable=False),
+    Column("context", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# The delivery log: one row per (event, recipient, template).
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False),
+    Column("template", String(40), nullable=False),
+    Column("recipient", String(254), nullable=False),
+    Column("recipient_name", String(100), nullable=False),
+    Column("batch_id", String(80), nullable=False),
+    Column("extra", Text, nullable=False),
+    Column("offer_id", String(36), nullable=True),
+    Column("correlation_id", String(64), nullable=True),
+    Column("message_id", String(200), nullable=False),
+    Column("state", String(8), nullable=False),  # pending | sending | sent | failed
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("event_id", "recipient", "template", name="uq_delivery"),
+    Index("ix_deliveries_due", "state", "next_attempt_at"),
+    Index("ix_deliveries_offer", "offer_id"),
+)
+
+inbox = inbox_table(metadata)

@@ -1,0 +1,2 @@
+"""reservation: purchase applications and the reservation count."""
+SERVICE = "reservation"

@@ -1,0 +1,21 @@
+"""reservation's app factory."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from shared import logs
+from shared.runtime import Runtime
+from shared.web import create_service_app
+
+from . import SERVICE
+from .api import bp
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(runtime: Runtime | None = None) -> Flask:
+    runtime = runtime or Runtime.create(SERVICE, pool_size=10)
+    logs.configure(SERVICE, runtime.config.log_level)
+    return create_service_app(runtime, "cobuy reservation", [bp])

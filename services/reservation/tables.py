@@ -1,0 +1,53 @@
+"""reservation's own tables."""
+from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table, UniqueConstraint
+
+from shared.db import UTCDateTime
+from shared.outbox import inbox_table, outbox_table
+
+metadata = MetaData()
+
+# What reservation knows of an offer: enough to enforce the term, check the holder and
+# write a confirmation that names the offer. Filled from OfferPublished / OfferIntercepted.
+offers = Table(
+    "offers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("closes_at", UTCDateTime, nullable=False),
+    Column("holder_id", String(36), nullable=False),
+    Column("holder_name", String(100), nullable=False),
+    Column("unit_price", Integer, nullable=False),
+    Column("minimum_reservations", Integer, nullable=False),
+    Column("condition_version", Integer, nullable=False),
+    Column("closed", Boolean, nullable=False),
+)
+
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("offer_id", String(36), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("email_key", String(254), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("cancelled_at", UTCDateTime, nullable=True),
+    UniqueConstraint("offer_id", "email_key", name="uq_reservation_offer_email"),
+    UniqueConstraint("offer_id", "idempotency_key", name="uq_reservation_idempotency"),
+    Index("ix_reservations_offer_status", "offer_id", "status"),
+)
+
+# The derived count, refreshed after reservation events are published (never per request).
+tallies = Table(
+    "tallies",
+    metadata,
+    Column("offer_id", String(36), primary_key=True),
+    Column("count", Integer, nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)

@@ -1,0 +1,27 @@
+"""reservation's worker: learns offers, cuts them at the close, relays and recounts."""
+from __future__ import annotations
+
+import sys
+
+from shared import logs, worker
+from shared.runtime import Runtime
+
+from . import SERVICE
+from .app import MIGRATIONS
+from .reservations import HANDLERS, refresh_open_tallies, tally_refresher
+from .tables import inbox, outbox
+
+
+def main() -> int:
+    runtime = Runtime.create(SERVICE)
+    logs.configure(SERVICE, runtime.config.log_level)
+    runtime.migrate(MIGRATIONS)
+    refresh_open_tallies(runtime.sessions)
+    return worker.run(SERVICE, {
+        "consumer": runtime.consumer(inbox, HANDLERS).run,
+        "relay": runtime.relay(outbox, after_publish=tally_refresher(runtime.sessions)).run,
+    })
+
+
+if __name__ == "__main__":
+    sys.exit(main())

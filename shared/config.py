@@ -1,0 +1,119 @@
+"""Configuration, read once from COBUY_* variables with local defaults (SPEC §6)."""
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+SERVICES = ("catalog", "reservation", "auction", "mailer")
+# Internal HTTP ports sit right above the gateway's: 8080 → catalog 8081 … mailer 8084.
+SERVICE_PORT_OFFSET = {name: i + 1 for i, name in enumerate(SERVICES)}
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass(frozen=True)
+class Config:
+    http_port: int
+    data_dir: Path
+    amqp_url: str | None
+    database_url: str | None
+    smtp_url: str | None
+    mail_from: str
+    public_url: str
+    rate_limit: str
+    internal_secret: str
+    service_urls: dict[str, str] = field(default_factory=dict)
+    exchange_prefix: str = "cobuy"
+    relay_poll_seconds: float = 0.05
+    mail_lease_seconds: float = 30.0
+    mail_concurrency: int = 4
+    log_level: str = "INFO"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.amqp_url is None
+
+    def broker_url(self) -> str:
+        return self.amqp_url or "filesystem://"
+
+    def broker_folder(self) -> Path:
+        return self.data_dir / "broker"
+
+    def database_url_for(self, service: str) -> str:
+        """Each service owns its data: a schema in PostgreSQL, or its own SQLite file."""
+        if self.database_url:
+            url = self.database_url
+            for prefix in ("postgresql://", "postgres://"):
+                if url.startswith(prefix):
+                    url = "postgresql+psycopg://" + url[len(prefix):]
+            return url
+        return f"sqlite:///{self.data_dir / (service + '.db')}"
+
+    def smtp_address(self) -> tuple[str, int]:
+        # Embedded mode: `cobuy up` runs a local sink right above the services' ports.
+        url = self.smtp_url or f"smtp://127.0.0.1:{self.http_port + 5}"
+        hostport = url.split("://", 1)[-1].rstrip("/")
+        host, _, port = hostport.rpartition(":")
+        return host or "127.0.0.1", int(port or 25)
+
+    def service_url(self, service: str) -> str:
+        return self.service_urls[service]
+
+    def service_port(self, service: str) -> int:
+        return self.http_port + SERVICE_PORT_OFFSET[service]
+
+
+def _internal_secret(data_dir: Path) -> str:
+    """A secret shared by the gateway and services to sign identities.
+
+    Production sets COBUY_INTERNAL_SECRET (a Secret in Kubernetes); locally one is made
+    once and kept under the data dir so every process of `cobuy up` agrees on it.
+    """
+    explicit = _env("COBUY_INTERNAL_SECRET")
+    if explicit:
+        return explicit
+    path = data_dir / "internal-secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}")
+        tmp.write_text(secrets.token_urlsafe(32))
+        os.replace(tmp, path)
+    return path.read_text().strip()
+
+
+def load() -> Config:
+    http_port = int(_env("COBUY_HTTP_PORT", "8080"))
+    data_dir = Path(_env("COBUY_DATA_DIR", "./.cobuy")).resolve()
+    service_urls = {
+        name: _env(f"COBUY_{name.upper()}_URL", f"http://127.0.0.1:{http_port + off}")
+        for name, off in SERVICE_PORT_OFFSET.items()
+    }
+    return Config(
+        http_port=http_port,
+        data_dir=data_dir,
+        amqp_url=_env("COBUY_AMQP_URL"),
+        database_url=_env("COBUY_DATABASE_URL"),
+        smtp_url=_env("COBUY_SMTP_URL"),
+        mail_from=_env("COBUY_MAIL_FROM", "cobuy <no-reply@cobuy.localhost>"),
+        public_url=_env("COBUY_PUBLIC_URL", f"http://127.0.0.1:{http_port}").rstrip("/"),
+        rate_limit=_env("COBUY_RATE_LIMIT", "reservations=30/minute;registrations=5/minute"),
+        internal_secret=_internal_secret(data_dir),
+        service_urls=service_urls,
+        exchange_prefix=_env("COBUY_EXCHANGE_PREFIX", "cobuy"),
+        relay_poll_seconds=float(_env("COBUY_RELAY_POLL_SECONDS", "0.05")),
+        mail_lease_seconds=float(_env("COBUY_MAIL_LEASE_SECONDS", "30")),
+        mail_concurrency=int(_env("COBUY_MAIL_CONCURRENCY", "4")),
+        log_level=_env("COBUY_LOG_LEVEL", "INFO"),
+    )
+
+
+@lru_cache(maxsize=1)
+def get() -> Config:
+    """The process's configuration, read once."""
+    return load()

@@ -1,0 +1,23 @@
+"""Read-your-writes across services: ask catalog for an offer we have not heard of yet.
+
+Offers are announced by the OfferPublished event; a request that arrives before the event
+(right after the 201) falls back to this synchronous look-up, then proceeds as if the event
+had come. The event, arriving later, finds the offer known and changes nothing.
+"""
+from __future__ import annotations
+
+import requests
+
+from shared.config import Config
+
+_http = requests.Session()
+
+
+def published_offer(config: Config, offer_id: str) -> dict | None:
+    if not offer_id or len(offer_id) > 64:
+        return None
+    reply = _http.get(f"{config.service_url('catalog')}/internal/offers/{offer_id}", timeout=5)
+    if reply.status_code == 404:
+        return None
+    reply.raise_for_status()
+    return reply.json()

@@ -1,0 +1,287 @@
+"""Messaging over kombu: publisher with confirms and `mandatory`, consumer with manual acks
+after the database commit, bounded prefetch, JSON only, and a dead-letter queue."""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from typing import Callable
+
+from kombu import Connection, Exchange, Producer, Queue
+from kombu import Consumer as KombuConsumer
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import logs, metrics, topology
+from shared.config import Config
+from shared.envelope import Envelope, MalformedEnvelope
+from shared.outbox import first_delivery
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Session, Envelope], None]
+CONFIRM_TIMEOUT = 10.0
+
+
+class Unroutable(RuntimeError):
+    """The broker returned a mandatory message: no queue is bound for its type."""
+
+
+class Bus:
+    """Where the broker is, and the topology every process declares."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        prefix = config.exchange_prefix
+        self.embedded = config.embedded_broker
+        self.exchange = Exchange(topology.exchange_name(prefix), type="topic", durable=True)
+        self.dead_exchange = Exchange(topology.dead_letter_exchange_name(prefix), type="topic", durable=True)
+        self.dead_queue = Queue(
+            topology.dead_letter_queue_name(prefix), exchange=self.dead_exchange, routing_key="#", durable=True
+        )
+        dlx_args = None if self.embedded else {"x-dead-letter-exchange": self.dead_exchange.name}
+        self.queues: dict[tuple[str, str], Queue] = {
+            (service, event_type): Queue(
+                topology.queue_name(prefix, service, event_type),
+                exchange=self.exchange,
+                routing_key=event_type,
+                durable=True,
+                queue_arguments=dlx_args,
+            )
+            for service, types in topology.SUBSCRIPTIONS.items()
+            for event_type in types
+        }
+
+    def connect(self) -> Connection:
+        if self.embedded:
+            folder = self.config.broker_folder()
+            folder.mkdir(parents=True, exist_ok=True)
+            return Connection(
+                "filesystem://",
+                transport_options={
+                    "data_folder_in": str(folder),
+                    "data_folder_out": str(folder),
+                    "store_processed": False,
+                    "polling_interval": 0.05,
+                },
+            )
+        return Connection(
+            self.config.amqp_url,
+            heartbeat=30,
+            connect_timeout=5,
+            transport_options={"confirm_publish": True},
+        )
+
+    def declare(self, connection: Connection) -> None:
+        channel = connection.default_channel
+        self.exchange(channel).declare()
+        self.dead_exchange(channel).declare()
+        self.dead_queue(channel).declare()
+        for queue in self.queues.values():
+            queue(channel).declare()
+
+    def ping(self) -> None:
+        with self.connect() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+
+
+class Publisher:
+    """Publishes envelopes; returns only when the broker confirmed each (AMQP)."""
+
+    def __init__(self, bus: Bus):
+        self.bus = bus
+        self._connection: Connection | None = None
+        self._producer: Producer | None = None
+        self._returned: list[str] = []
+
+    def _ensure(self) -> Producer:
+        if self._producer is None:
+            connection = self.bus.connect()
+            connection.ensure_connection(max_retries=3)
+            self.bus.declare(connection)
+            self._connection = connection
+            # Returned (unroutable) messages exist on AMQP only; the embedded transport has none.
+            on_return = None if self.bus.embedded else self._on_return
+            self._producer = Producer(connection.channel(), exchange=self.bus.exchange, on_return=on_return)
+        return self._producer
+
+    def _on_return(self, exception, exchange, routing_key, message) -> None:
+        self._returned.append(routing_key)
+
+    def publish_many(self, envelopes: list[Envelope]) -> None:
+        producer = self._ensure()
+        for envelope in envelopes:
+            self._returned.clear()
+            producer.publish(
+                envelope.to_dict(),
+                routing_key=envelope.type,
+                serializer="json",
+                delivery_mode=2,
+                mandatory=not self.bus.embedded,
+                message_id=envelope.id,
+                type=envelope.type,
+                correlation_id=envelope.correlation_id,
+                confirm_timeout=None if self.bus.embedded else CONFIRM_TIMEOUT,
+            )
+            if self._returned:
+                raise Unroutable(f"no queue is bound for {envelope.type} (event {envelope.id})")
+
+    def publish_raw(self, exchange: Exchange, routing_key: str, body, content_type, content_encoding, headers) -> None:
+        producer = self._ensure()
+        producer.publish(
+            body,
+            exchange=exchange,
+            routing_key=routing_key,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            headers=headers,
+            delivery_mode=2,
+            confirm_timeout=None if self.bus.embedded else CONFIRM_TIMEOUT,
+        )
+
+    def reset(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.release()
+            except Exception:  # the connection is already broken; we drop it either way
+                pass
+        self._connection = None
+        self._producer = None
+
+
+class Consumer:
+    """Applies each event in one transaction with its inbox row, then acks.
+
+    A redelivered event finds its inbox row and has no second effect. An event that cannot
+    be read, or whose handler keeps failing, goes to the dead-letter queue (never dropped).
+    While the database is unreachable the message is neither acked nor dead-lettered.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        service: str,
+        sessions: sessionmaker[Session],
+        inbox,
+        handlers: dict[str, Handler],
+        prefetch: int = 50,
+        attempts: int = 3,
+    ):
+        self.bus = bus
+        self.service = service
+        self.sessions = sessions
+        self.inbox = inbox
+        self.handlers = handlers
+        self.prefetch = prefetch
+        self.attempts = attempts
+        self._stop = threading.Event()
+        self._dead_publisher = Publisher(bus)
+        unknown = set(handlers) - set(topology.SUBSCRIPTIONS.get(service, ()))
+        if unknown:
+            raise ValueError(f"{service} handles {sorted(unknown)} but the topology does not subscribe it")
+
+    def run(self, stop: threading.Event) -> None:
+        self._stop = stop
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                with self.bus.connect() as connection:
+                    connection.ensure_connection(max_retries=3)
+                    self.bus.declare(connection)
+                    queues = [self.bus.queues[(self.service, t)] for t in self.handlers]
+                    with KombuConsumer(
+                        connection.channel(),
+                        queues=queues,
+                        callbacks=[self._on_message],
+                        on_decode_error=self._on_decode_error,
+                        accept=["json"],
+                        prefetch_count=self.prefetch,
+                    ):
+                        backoff = 0.2
+                        while not stop.is_set():
+                            try:
+                                connection.drain_events(timeout=1)
+                            except socket.timeout:
+                                connection.heartbeat_check()
+            except Exception:
+                log.exception("consumer %s lost its connection; reconnecting in %.1fs", self.service, backoff)
+                self._dead_publisher.reset()
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _on_decode_error(self, message, exc) -> None:
+        self._dead_letter(message, f"undecodable: {exc}", "?")
+
+    def _on_message(self, body, message) -> None:
+        try:
+            envelope = Envelope.from_dict(body)
+        except MalformedEnvelope as exc:
+            self._dead_letter(message, f"malformed envelope: {exc}", "?")
+            return
+        handler = self.handlers.get(envelope.type)
+        if handler is None:
+            self._dead_letter(message, f"{self.service} has no handler for {envelope.type}", envelope.type)
+            return
+        token = logs.set_correlation_id(envelope.correlation_id)
+        try:
+            outcome = self._apply(handler, envelope)
+        finally:
+            logs.reset_correlation_id(token)
+        if outcome == "applied":
+            self.ack(message)
+        elif outcome == "failed":
+            self._dead_letter(message, self._last_error, envelope.type)
+        # "stopping": left unacked on purpose; the broker redelivers it to the next consumer.
+
+    def _apply(self, handler: Handler, envelope: Envelope) -> str:
+        consumer = f"{self.service}.{envelope.type}"
+        failures = 0
+        delay = 0.1
+        while True:
+            try:
+                with self.sessions.begin() as session:
+                    if first_delivery(session, self.inbox, consumer, envelope.id):
+                        handler(session, envelope)
+                        metrics.EVENTS_CONSUMED.labels(envelope.type).inc()
+                    else:
+                        metrics.EVENTS_DUPLICATE.labels(envelope.type).inc()
+                return "applied"
+            except OperationalError as exc:
+                # The database is down or restarting: wait for it, never dead-letter for that.
+                log.warning("%s: database unavailable for %s (%s); retrying", consumer, envelope.id, exc)
+            except Exception as exc:
+                failures += 1
+                self._last_error = repr(exc)
+                log.exception("%s failed on event %s (attempt %d)", consumer, envelope.id, failures)
+                if failures >= self.attempts:
+                    return "failed"
+            if self._stop.wait(delay):
+                return "stopping"
+            delay = min(delay * 2, 5.0)
+
+    def ack(self, message) -> None:
+        """Acknowledge after the commit. A seam for fault-injection tests."""
+        message.ack()
+
+    _last_error = ""
+
+    def _dead_letter(self, message, reason: str, event_type: str) -> None:
+        log.error("dead-lettering a message from %s: %s", self.service, reason)
+        headers = dict(message.headers or {})
+        headers.update(
+            {
+                "x-cobuy-error": reason[:1000],
+                "x-cobuy-consumer": self.service,
+                "x-cobuy-routing-key": message.delivery_info.get("routing_key", ""),
+            }
+        )
+        self._dead_publisher.publish_raw(
+            self.bus.dead_exchange,
+            message.delivery_info.get("routing_key", "unknown") or "unknown",
+            message.body,
+            message.content_type,
+            message.content_encoding,
+            headers,
+        )
+        metrics.EVENTS_DEAD.labels(event_type).inc()
+        message.ack()

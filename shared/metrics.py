@@ -1,0 +1,49 @@
+"""Prometheus metrics. Under gunicorn, PROMETHEUS_MULTIPROC_DIR makes them sum across workers."""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+HTTP_REQUESTS = Counter("cobuy_http_requests_total", "HTTP requests", ["route", "method", "status"])
+HTTP_LATENCY = Histogram(
+    "cobuy_http_request_seconds",
+    "HTTP request latency",
+    ["route"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+EVENTS_PUBLISHED = Counter("cobuy_events_published_total", "Events published from the outbox")
+EVENTS_CONSUMED = Counter("cobuy_events_consumed_total", "Events applied by a consumer", ["type"])
+EVENTS_DUPLICATE = Counter("cobuy_events_duplicate_total", "Redelivered events skipped by the inbox", ["type"])
+EVENTS_DEAD = Counter("cobuy_events_dead_lettered_total", "Events sent to the dead-letter queue", ["type"])
+RESERVATIONS = Counter("cobuy_reservations_total", "Reservation decisions", ["outcome"])
+COUNTER_OFFERS = Counter("cobuy_counter_offers_total", "Counter-offers by verdict", ["outcome"])
+STEP_LATENESS = Histogram(
+    "cobuy_step_lateness_seconds",
+    "Dated step (invitation, close) lateness behind its instant",
+    ["kind"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10),
+)
+MAILS = Counter("cobuy_mails_total", "Mail delivery attempts by result", ["result"])
+OUTBOX_PENDING = Gauge("cobuy_outbox_pending", "Unsent outbox events", multiprocess_mode="livemax")
+
+
+def render() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def mark_process_dead(pid: int) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)

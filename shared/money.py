@@ -1,0 +1,18 @@
+"""Money is an integer of the currency's minor unit; babel knows ISO 4217 exponents and formats."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from babel.numbers import format_currency, get_currency_precision, list_currencies
+
+CURRENCIES = frozenset(code.lower() for code in list_currencies())
+
+
+def exponent(currency: str) -> int:
+    """Minor-unit digits: usd 2, jpy 0, kwd 3."""
+    return get_currency_precision(currency.upper())
+
+
+def format_money(minor_units: int, currency: str, locale: str = "en_US") -> str:
+    amount = Decimal(minor_units).scaleb(-exponent(currency))
+    return format_currency(amount, currency.upper(), locale=locale)

@@ -1,0 +1,159 @@
+"""Transactional outbox and inbox.
+
+`record_event` writes an event in the caller's transaction; `Relay` publishes unsent rows
+with publisher confirms and marks them sent. Several relays may run: each claims rows with
+FOR UPDATE SKIP LOCKED. A relay killed after publishing but before marking sent publishes
+again later: consumers dedupe on (consumer, event id) in their inbox.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import datetime
+from typing import Callable
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import clock, logs, metrics
+from shared.db import UTCDateTime, db_now, insert_ignore
+from shared.envelope import Envelope
+
+log = logging.getLogger(__name__)
+
+ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("seq", ID, primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False, unique=True),
+        Column("type", String(64), nullable=False),
+        Column("body", Text, nullable=False),
+        Column("created_at", UTCDateTime, nullable=False),
+        Column("sent_at", UTCDateTime, nullable=True, index=True),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("last_error", Text, nullable=True),
+    )
+
+
+def inbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "inbox",
+        metadata,
+        Column("consumer", String(120), primary_key=True),
+        Column("event_id", String(36), primary_key=True),
+        Column("processed_at", UTCDateTime, nullable=False),
+    )
+
+
+def record_event(session: Session, outbox: Table, producer: str, type_: str, data: dict) -> Envelope:
+    """Write an event in the same transaction as the change that caused it."""
+    envelope = Envelope(type=type_, data=data, producer=producer, correlation_id=logs.correlation_id())
+    session.execute(
+        outbox.insert().values(
+            event_id=envelope.id,
+            type=type_,
+            body=json.dumps(envelope.to_dict()),
+            created_at=clock.now(),
+            attempts=0,
+        )
+    )
+    return envelope
+
+
+def first_delivery(session: Session, inbox: Table, consumer: str, event_id: str) -> bool:
+    """Claim (consumer, event) in the caller's transaction; False when already processed."""
+    result = insert_ignore(
+        session,
+        inbox,
+        {"consumer": consumer, "event_id": event_id, "processed_at": clock.now()},
+        ["consumer", "event_id"],
+    )
+    return result.rowcount == 1
+
+
+class Relay:
+    """Publishes the outbox, oldest first, with confirms; marks rows sent in the same transaction."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        outbox: Table,
+        publisher,
+        poll_seconds: float = 0.05,
+        batch_size: int = 200,
+        after_publish: Callable[[list[Envelope]], None] | None = None,
+    ):
+        self.sessions = sessions
+        self.outbox = outbox
+        self.publisher = publisher
+        self.poll_seconds = poll_seconds
+        self.batch_size = batch_size
+        self.after_publish = after_publish
+
+    def relay_once(self) -> int:
+        """Publish one batch; returns how many events went out."""
+        with self.sessions.begin() as session:
+            rows = session.execute(
+                select(self.outbox.c.seq, self.outbox.c.body, self.outbox.c.type)
+                .where(self.outbox.c.sent_at.is_(None))
+                .order_by(self.outbox.c.seq)
+                .limit(self.batch_size)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not rows:
+                return 0
+            envelopes = [Envelope.from_dict(json.loads(r.body)) for r in rows]
+            self.publisher.publish_many(envelopes)
+            session.execute(
+                update(self.outbox)
+                .where(self.outbox.c.seq.in_([r.seq for r in rows]))
+                .values(sent_at=clock.now())
+            )
+        metrics.EVENTS_PUBLISHED.inc(len(rows))
+        if self.after_publish:
+            self.after_publish(envelopes)
+        return len(rows)
+
+    def run(self, stop: threading.Event) -> None:
+        backoff = self.poll_seconds
+        while not stop.is_set():
+            try:
+                published = self.relay_once()
+                backoff = self.poll_seconds
+                if not published:
+                    stop.wait(self.poll_seconds)
+            except Exception:
+                log.exception("outbox relay failed; retrying in %.1fs", backoff)
+                self.publisher.reset()
+                stop.wait(backoff)
+                backoff = min(backoff * 2 or 0.1, 5.0)
+
+    def status(self) -> dict:
+        with self.sessions() as session:
+            rows = session.execute(
+                select(self.outbox.c.created_at).where(self.outbox.c.sent_at.is_(None)).order_by(self.outbox.c.seq)
+            ).all()
+            now = db_now(session)
+        oldest: datetime | None = rows[0].created_at if rows else None
+        return {"pending": len(rows), "oldest_age_seconds": (now - oldest).total_seconds() if oldest else 0.0}
+
+
+def pending_count(sessions: sessionmaker[Session], outbox: Table) -> int:
+    with sessions() as session:
+        return len(session.execute(select(outbox.c.seq).where(outbox.c.sent_at.is_(None))).all())
+

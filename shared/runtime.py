@@ -1,0 +1,54 @@
+"""One service's infrastructure, wired once: engine, sessions, bus, relay, consumer, readiness."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import Engine, MetaData, Table
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import config as config_module, db, migrations
+from shared.config import Config
+from shared.envelope import Envelope
+from shared.messaging import Bus, Consumer, Handler, Publisher
+from shared.outbox import Relay
+
+
+@dataclass
+class Runtime:
+    service: str
+    config: Config
+    engine: Engine
+    sessions: sessionmaker[Session]
+    bus: Bus
+
+    @classmethod
+    def create(cls, service: str, config: Config | None = None, pool_size: int = 5) -> "Runtime":
+        config = config or config_module.get()
+        engine = db.make_engine(config.database_url_for(service), service, pool_size=pool_size)
+        return cls(service, config, engine, db.session_factory(engine), Bus(config))
+
+    def migrate(self, migrations_dir: Path) -> None:
+        migrations.upgrade(self.engine, migrations_dir, self.service)
+
+    def ready_checks(self) -> list[Callable[[], None]]:
+        def database() -> None:
+            db.ping(self.engine)
+
+        def broker() -> None:
+            self.bus.ping()
+
+        return [database, broker]
+
+    def relay(self, outbox: Table, after_publish: Callable[[list[Envelope]], None] | None = None) -> Relay:
+        return Relay(
+            self.sessions, outbox, Publisher(self.bus), self.config.relay_poll_seconds, after_publish=after_publish
+        )
+
+    def consumer(self, inbox: Table, handlers: dict[str, Handler]) -> Consumer:
+        return Consumer(self.bus, self.service, self.sessions, inbox, handlers)
+
+
+def service_metadata() -> MetaData:
+    return MetaData()

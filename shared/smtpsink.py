@@ -1,0 +1,79 @@
+"""A local SMTP sink (aiosmtpd): keeps each mail as an .eml file, or hands it to a callback.
+
+Embedded mode runs it so an operator can read what cobuy sent; tests start one per run.
+"""
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+import uuid
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Callable
+
+from aiosmtpd.controller import Controller
+
+
+class _Handler:
+    def __init__(self, folder: Path | None, on_message: Callable[[EmailMessage, list[str]], str | None] | None):
+        self.folder = folder
+        self.on_message = on_message
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        if self.on_message is not None:
+            verdict = self.on_message(message, list(envelope.rcpt_tos))
+            if verdict:
+                return verdict
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            name = f"{uuid.uuid4().hex}.eml"
+            (self.folder / name).write_bytes(envelope.original_content or envelope.content)
+        return "250 Message accepted for delivery"
+
+
+class SmtpSink:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 2525,
+        folder: Path | None = None,
+        on_message: Callable[[EmailMessage, list[str]], str | None] | None = None,
+    ):
+        self.controller = Controller(_Handler(folder, on_message), hostname=host, port=port)
+
+    @property
+    def port(self) -> int:
+        return self.controller.port
+
+    def start(self) -> "SmtpSink":
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def serve_forever(host: str, port: int, folder: Path) -> None:
+    """`cobuy up` in embedded mode: keep mails under COBUY_DATA_DIR/mail/."""
+    import signal
+
+    sink = SmtpSink(host, port, folder).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    sink.stop()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Local SMTP sink keeping mails as .eml files")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=2525)
+    parser.add_argument("--folder", type=Path, required=True)
+    args = parser.parse_args()
+    serve_forever(args.host, args.port, args.folder)
