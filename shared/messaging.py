@@ -30,8 +30,9 @@ class Unroutable(RuntimeError):
 class Bus:
     """Where the broker is, and the topology every process declares."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, subscriptions: dict[str, tuple[str, ...]] | None = None):
         self.config = config
+        self.subscriptions = topology.SUBSCRIPTIONS if subscriptions is None else subscriptions
         prefix = config.exchange_prefix
         self.embedded = config.embedded_broker
         self.exchange = Exchange(topology.exchange_name(prefix), type="topic", durable=True)
@@ -48,7 +49,7 @@ class Bus:
                 durable=True,
                 queue_arguments=dlx_args,
             )
-            for service, types in topology.SUBSCRIPTIONS.items()
+            for service, types in self.subscriptions.items()
             for event_type in types
         }
 
@@ -176,7 +177,7 @@ class Consumer:
         self.attempts = attempts
         self._stop = threading.Event()
         self._dead_publisher = Publisher(bus)
-        unknown = set(handlers) - set(topology.SUBSCRIPTIONS.get(service, ()))
+        unknown = set(handlers) - set(bus.subscriptions.get(service, ()))
         if unknown:
             raise ValueError(f"{service} handles {sorted(unknown)} but the topology does not subscribe it")
 
