@@ -81,11 +81,15 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-def insert_ignore(session: Session, table, values: dict | list[dict], index_elements: list[str]):
-    """INSERT … ON CONFLICT DO NOTHING on both dialects; returns the result (rowcount tells)."""
+def insert_ignore(session: Session, table, values: dict, index_elements: list[str]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING on both dialects; True when the row was inserted.
+
+    Uses RETURNING rather than rowcount, which drivers do not report alike for this statement.
+    """
     dialect = postgresql if is_postgres(session.get_bind()) else sqlite
-    stmt = dialect.insert(table).values(values).on_conflict_do_nothing(index_elements=index_elements)
-    return session.execute(stmt)
+    stmt = (dialect.insert(table).values(values).on_conflict_do_nothing(index_elements=index_elements)
+            .returning(table.c[index_elements[0]]))
+    return session.execute(stmt).first() is not None
 
 
 def db_now(session: Session) -> datetime:

@@ -77,13 +77,12 @@ def record_event(session: Session, outbox: Table, producer: str, type_: str, dat
 
 def first_delivery(session: Session, inbox: Table, consumer: str, event_id: str) -> bool:
     """Claim (consumer, event) in the caller's transaction; False when already processed."""
-    result = insert_ignore(
+    return insert_ignore(
         session,
         inbox,
         {"consumer": consumer, "event_id": event_id, "processed_at": clock.now()},
         ["consumer", "event_id"],
     )
-    return result.rowcount == 1
 
 
 class Relay:

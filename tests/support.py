@@ -50,11 +50,11 @@ class Mail:
 
     @property
     def text(self) -> str:
-        return self.message.get_body(("plain",)).get_content()
+        return self.message.get_body(("plain",)).get_content().replace("\r\n", "\n")
 
     @property
     def html(self) -> str:
-        return self.message.get_body(("html",)).get_content()
+        return self.message.get_body(("html",)).get_content().replace("\r\n", "\n")
 
 
 class MailBox:

@@ -35,7 +35,7 @@ def remember_offer(session: Session, data: dict) -> None:
         "unit_price": c["unit_price"], "minimum_reservations": c["minimum_reservations"],
         "condition_since": since, "version": 0, "invited": False, "status": "open", "outcome": None,
         "reservation_count": 0, "count_version": 0,
-    }, ["id"]).rowcount == 1
+    }, ["id"])
     if not created:
         return
     session.execute(conditions.insert().values(

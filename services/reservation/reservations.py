@@ -119,7 +119,7 @@ def reserve(session: Session, offer_id: str, name: str, email: str, idempotency_
             inserted = insert_ignore(session, reservations, {
                 "id": reservation_id, "offer_id": offer_id, "name": name, "email": email, "email_key": email_key,
                 "status": "active", "idempotency_key": idempotency_key, "created_at": clock.now(),
-            }, ["offer_id", "email_key"]).rowcount == 1
+            }, ["offer_id", "email_key"])
     except IntegrityError:
         raise Problem(409, "idempotency_key_reused", "This Idempotency-Key was used for another reservation.") from None
     if inserted:

@@ -9,6 +9,7 @@ def test_registering_returns_the_key_once_and_me_answers_with_it(cobuy):
     reply = cobuy.post("/api/v1/sellers", json={"name": "Corner Shop", "email": email})
     assert reply.status_code == 201
     seller = reply.json()
+    cobuy.sellers.append(seller)
     assert seller["api_key"].startswith("cb_") and seller["email"] == email
     me = cobuy.get("/api/v1/sellers/me", headers=cobuy.auth(seller))
     assert me.status_code == 200
