@@ -43,7 +43,7 @@ def backoff(attempts: int) -> timedelta:
 
 class Sender:
     def __init__(self, sessions: sessionmaker[Session], renderer: Renderer, smtp_address: tuple[str, int],
-                 concurrency: int = 4, lease_seconds: float = 30.0, batch_size: int = 20):
+                 concurrency: int = 4, lease_seconds: float = 30.0, batch_size: int = 1):
         self.sessions = sessions
         self.renderer = renderer
         self.smtp_address = smtp_address
@@ -54,6 +54,8 @@ class Sender:
     # -- claiming --------------------------------------------------------------------------------
 
     def claim(self) -> list[dict]:
+        """Mark the next due mails `sending` and commit, before any SMTP. One at a time by default,
+        so a crash leaves at most one ambiguous mail per sender thread."""
         with self.sessions.begin() as session:
             now = db_now(session)
             rows = session.execute(
