@@ -128,7 +128,7 @@ def create_service_app(runtime, title: str, api_blueprints: list, other_blueprin
     """The one wiring place shared by every service's app factory."""
     from flask_smorest import Api
 
-    app = Flask(runtime.service)
+    app = Flask(runtime.service, static_folder=None)
     app.config.update(
         API_TITLE=title,
         API_VERSION="v1",

@@ -12,7 +12,8 @@ from shared.money import format_money
 
 from . import offers as use_cases
 
-pages_bp = Blueprint("pages", __name__, template_folder="templates")
+pages_bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
+                     static_url_path="/static")
 HOME_PAGE_SIZE = 50
 CHART_W, CHART_H = 560, 160
 
