@@ -16,6 +16,12 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--web-workers", type=int, default=2, help="gunicorn workers per service replica")
     up.add_argument("--gateway-workers", type=int, default=2)
 
+    serve = commands.add_parser("serve", help="run one component as a container does")
+    serve.add_argument("component", choices=("gateway",) + config_module.SERVICES)
+    serve.add_argument("--role", choices=["web", "worker"], default="web")
+    serve.add_argument("--workers", type=int, default=int(__import__("os").environ.get("WEB_CONCURRENCY", "2")))
+    serve.add_argument("--bind", default="0.0.0.0:8000")
+
     migrate = commands.add_parser("migrate", help="migrate every service's database (or one)")
     migrate.add_argument("--service", choices=config_module.SERVICES)
 
@@ -51,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from cobuy import supervisor
 
         return supervisor.run(config, supervisor.parse_scale(args.scale), args.web_workers, args.gateway_workers)
+    if args.command == "serve":
+        from cobuy.serve import serve
+
+        return serve(args.component, args.role, args.workers, args.bind)
     if args.command == "migrate":
         ops.migrate_all(config, (args.service,) if args.service else config_module.SERVICES)
         print("migrated")
