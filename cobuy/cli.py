@@ -15,6 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--scale", help="replicas, e.g. auction=3,reservation=2")
     up.add_argument("--web-workers", type=int, default=2, help="gunicorn workers per service replica")
     up.add_argument("--gateway-workers", type=int, default=2)
+    up.add_argument("--restart", action="store_true",
+                    help="restart a process that dies (loudly, at most 5 times) instead of stopping everything")
 
     serve = commands.add_parser("serve", help="run one component as a container does")
     serve.add_argument("component", choices=("gateway",) + config_module.SERVICES)
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         from cobuy import supervisor
 
-        return supervisor.run(config, supervisor.parse_scale(args.scale), args.web_workers, args.gateway_workers)
+        return supervisor.run(config, supervisor.parse_scale(args.scale), args.web_workers, args.gateway_workers,
+                              restart=args.restart)
     if args.command == "serve":
         from cobuy.serve import serve
 

@@ -98,7 +98,7 @@ def _ready(url: str) -> bool:
 
 
 def run(config: Config, scale: dict[str, int], web_workers: int = 2, gateway_workers: int = 2,
-        ready_timeout: float = 90.0) -> int:
+        ready_timeout: float = 90.0, restart: bool = False) -> int:
     from cobuy.operations import migrate_all
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -118,14 +118,22 @@ def run(config: Config, scale: dict[str, int], web_workers: int = 2, gateway_wor
     deadline = time.monotonic() + ready_timeout
     announced = False
     exit_code = 0
+    restarts: dict[str, int] = {}
     while not stopping:
         for child in children:
             code = child.process.poll()
-            if code is not None:
-                print(f"cobuy: {child.name} exited with code {code}; stopping everything", file=sys.stderr, flush=True)
-                exit_code = 1
-                stopping = True
-                break
+            if code is None:
+                continue
+            if restart and restarts.get(child.name, 0) < 5:
+                restarts[child.name] = restarts.get(child.name, 0) + 1
+                print(f"cobuy: {child.name} exited with code {code}; RESTARTING it "
+                      f"({restarts[child.name]} of 5)", file=sys.stderr, flush=True)
+                child.process = subprocess.Popen(child.argv, env=child.env, preexec_fn=_die_with_parent)
+                continue
+            print(f"cobuy: {child.name} exited with code {code}; stopping everything", file=sys.stderr, flush=True)
+            exit_code = 1
+            stopping = True
+            break
         if stopping:
             break
         if not announced:

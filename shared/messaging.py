@@ -57,8 +57,11 @@ class Bus:
         if self.embedded:
             folder = self.config.broker_folder()
             folder.mkdir(parents=True, exist_ok=True)
+            from shared.embedded_broker import AtomicTransport
+
             return Connection(
                 "filesystem://",
+                transport=AtomicTransport,
                 transport_options={
                     "data_folder_in": str(folder),
                     "data_folder_out": str(folder),

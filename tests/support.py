@@ -175,7 +175,7 @@ class RunningSystem:
 
     def start(self, timeout: float = 120.0) -> "RunningSystem":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "wb")
         self.process = subprocess.Popen([sys.executable, "-m", "cobuy.cli", "up", *self.args], env=self.env,
                                         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
