@@ -25,8 +25,10 @@ TITLES = {
 
 
 class Problem(Exception):
-    def __init__(self, status: int, code: str, detail: str | None = None, **extra: Any):
+    def __init__(self, status: int, code: str, detail: str | None = None, headers: dict[str, str] | None = None,
+                 **extra: Any):
         super().__init__(detail or code)
+        self.headers = headers or {}
         self.status = status
         self.code = code
         self.detail = detail
@@ -45,4 +47,5 @@ class Problem(Exception):
         return body
 
     def response(self, headers: dict[str, str] | None = None) -> Response:
-        return Response(json.dumps(self.body()), status=self.status, mimetype=PROBLEM_JSON, headers=headers)
+        return Response(json.dumps(self.body()), status=self.status, mimetype=PROBLEM_JSON,
+                        headers={**self.headers, **(headers or {})})

@@ -46,6 +46,11 @@ class Runtime:
             self.sessions, outbox, Publisher(self.bus), self.config.relay_poll_seconds, after_publish=after_publish
         )
 
+    def rate_limiter(self, table: Table):
+        from shared.ratelimit import RateLimiter, parse
+
+        return RateLimiter(self.sessions, table, parse(self.config.rate_limit))
+
     def consumer(self, inbox: Table, handlers: dict[str, Handler]) -> Consumer:
         return Consumer(self.bus, self.service, self.sessions, inbox, handlers)
 

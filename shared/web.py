@@ -112,6 +112,12 @@ def install_error_handlers(app: Flask) -> None:
         return Problem(500, "internal_error", "Something went wrong on our side.").response()
 
 
+def client_address() -> str:
+    """The client as the gateway saw it: the gateway overwrites X-Forwarded-For on every request,
+    and services are reachable only through it."""
+    return (request.headers.get("X-Forwarded-For") or request.remote_addr or "").split(",")[0].strip()
+
+
 def current_seller() -> dict | None:
     config: Config = current_app.config["COBUY"]
     return identity.verify(config.internal_secret, request.headers.get(identity.HEADER))

@@ -200,6 +200,31 @@ class RunningSystem:
             os.killpg(self.process.pid, signal.SIGKILL)
             return self.process.wait()
 
+    def runtime(self, service: str):
+        """A service's own database, as this system configured it (for assertions only)."""
+        from shared import config as config_module
+        from shared.runtime import Runtime
+
+        saved = dict(os.environ)
+        os.environ.update({k: v for k, v in self.env.items() if k.startswith("COBUY_")})
+        try:
+            return Runtime.create(service, config_module.load())
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def registered_seller_emails(self) -> set[str]:
+        from sqlalchemy import select
+
+        from services.catalog.tables import sellers
+
+        runtime = self.runtime("catalog")
+        try:
+            with runtime.sessions() as session:
+                return set(session.execute(select(sellers.c.email)).scalars())
+        finally:
+            runtime.engine.dispose()
+
     def pids(self, pattern: str) -> list[int]:
         """Processes of this system whose command line contains `pattern`."""
         out = subprocess.run(["pgrep", "-s", str(self.process.pid), "-f", pattern], capture_output=True, text=True)

@@ -6,7 +6,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from shared.problems import Problem
-from shared.web import require_seller
+from shared.web import client_address, require_seller
 
 from . import offers as use_cases
 from .schemas import (
@@ -34,6 +34,8 @@ class Sellers(MethodView):
     @sellers_bp.response(201, RegisteredSellerSchema)
     def post(self, body):
         """Register a seller; the API key is shown once."""
+        current_app.extensions["cobuy.limiter"].hit("registrations", f"ip:{client_address()}",
+                                                     f"email:{body['email'].lower()}")
         with sessions().begin() as session:
             return use_cases.register_seller(session, body["name"], body["email"])
 

@@ -14,6 +14,7 @@ from shared.web import create_service_app
 from . import SERVICE
 from .api import internal_bp, offers_bp, sellers_bp
 from .pages import pages_bp
+from .tables import rate_limits
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -25,6 +26,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     app.secret_key = hashlib.sha256(f"csrf|{runtime.config.internal_secret}".encode()).hexdigest()
     app.config["WTF_CSRF_TIME_LIMIT"] = None  # a page left open for a day still submits
     app.config["WTF_CSRF_SSL_STRICT"] = False
+    app.extensions["cobuy.limiter"] = runtime.rate_limiter(rate_limits)
     csrf = CSRFProtect(app)
     for blueprint in (sellers_bp, offers_bp, internal_bp):
         csrf.exempt(blueprint)

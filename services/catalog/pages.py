@@ -9,6 +9,7 @@ from flask_wtf.csrf import CSRFError
 
 from shared import clock
 from shared.money import format_money
+from shared.web import client_address
 
 from . import offers as use_cases
 
@@ -128,7 +129,8 @@ def reserve(offer_id):
     try:
         reply = _http.post(
             f"{_reservation_api()}/api/v1/offers/{offer_id}/reservations",
-            json=form, timeout=10, headers={"X-Correlation-Id": request.headers.get("X-Correlation-Id", "")},
+            json=form, timeout=10, headers={"X-Correlation-Id": request.headers.get("X-Correlation-Id", ""),
+                                            "X-Forwarded-For": client_address()},
         )
     except requests.RequestException:
         return _offer_with_errors(offer, form, {"form": ["We could not take your reservation just now. Please try again."]}, 503)

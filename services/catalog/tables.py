@@ -3,6 +3,7 @@ from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, MetaData, St
 
 from shared.db import UTCDateTime
 from shared.outbox import inbox_table, outbox_table
+from shared.ratelimit import rate_limit_table
 
 metadata = MetaData()
 
@@ -61,3 +62,4 @@ history = Table(
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+rate_limits = rate_limit_table(metadata)

@@ -7,7 +7,7 @@ from flask_smorest import Blueprint
 
 from shared import lookup
 from shared.problems import Problem
-from shared.web import require_seller
+from shared.web import client_address, require_seller
 
 from . import reservations as use_cases
 from .schemas import (
@@ -47,6 +47,8 @@ class OfferReservations(MethodView):
         """Reserve one unit; a repeat for the same e-mail returns the existing reservation."""
         _ensure_offer_known(offer_id)
         runtime = _runtime()
+        current_app.extensions["cobuy.limiter"].hit("reservations", f"ip:{client_address()}",
+                                                     f"email:{body['email'].lower()}")
         with runtime.sessions.begin() as session:
             reservation, created = use_cases.reserve(
                 session, offer_id, body["name"], body["email"], idempotency_key, runtime.config.internal_secret)

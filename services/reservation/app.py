@@ -11,6 +11,7 @@ from shared.web import create_service_app
 
 from . import SERVICE
 from .api import bp
+from .tables import rate_limits
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -18,4 +19,6 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(runtime: Runtime | None = None) -> Flask:
     runtime = runtime or Runtime.create(SERVICE, pool_size=10)
     logs.configure(SERVICE, runtime.config.log_level)
-    return create_service_app(runtime, "cobuy reservation", [bp])
+    app = create_service_app(runtime, "cobuy reservation", [bp])
+    app.extensions["cobuy.limiter"] = runtime.rate_limiter(rate_limits)
+    return app

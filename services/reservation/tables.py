@@ -3,6 +3,7 @@ from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table,
 
 from shared.db import UTCDateTime
 from shared.outbox import inbox_table, outbox_table
+from shared.ratelimit import rate_limit_table
 
 metadata = MetaData()
 
@@ -51,3 +52,4 @@ tallies = Table(
 
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
+rate_limits = rate_limit_table(metadata)

@@ -41,17 +41,9 @@ def scaled_system(servers, mailbox, output_dir, tmp_path):
 
 
 def _step_lateness(system: RunningSystem) -> dict[str, list[float]]:
-    from shared import config as config_module
-    from shared.runtime import Runtime
     from services.auction.tables import steps
 
-    saved = dict(os.environ)
-    os.environ.update({k: v for k, v in system.env.items() if k.startswith("COBUY_")})
-    try:
-        runtime = Runtime.create("auction", config_module.load())
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    runtime = system.runtime("auction")
     with runtime.sessions() as session:
         rows = session.execute(select(steps)).all()
     runtime.engine.dispose()

@@ -1,0 +1,70 @@
+"""Rate limits hold across gunicorn workers and replicas (two reservation replicas here)."""
+from __future__ import annotations
+
+import http.client
+import json
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests import infra
+from tests.conftest import system_env
+from tests.support import Cobuy, RunningSystem, unique_email
+
+
+@pytest.fixture
+def limited_system(servers, mailbox, output_dir, tmp_path):
+    database_url, amqp_url, prefix = servers
+
+    def run(url):
+        env = system_env((url, amqp_url, f"{prefix}-r{uuid.uuid4().hex[:4]}"), mailbox, tmp_path,
+                         COBUY_RATE_LIMIT="reservations=5/minute;registrations=3/minute")
+        return RunningSystem(env, output_dir / "cobuy-up-limited.log",
+                             args=["--scale", "reservation=2", "--web-workers", "2"]).start()
+
+    if database_url is None:
+        running = run(None)
+        yield running
+        running.stop()
+        return
+    with infra.postgres_database() as url:
+        running = run(url)
+        yield running
+        running.stop()
+
+
+def test_limits_per_client_address_and_per_email_answer_429_with_retry_after(limited_system):
+    cobuy = Cobuy(limited_system.base_url)
+    statuses = [cobuy.post("/api/v1/sellers", json={"name": "S", "email": unique_email()}) for _ in range(5)]
+    assert [r.status_code for r in statuses] == [201, 201, 201, 429, 429]
+    limited = statuses[3]
+    assert limited.json()["code"] == "rate_limited" and 1 <= int(limited.headers["Retry-After"]) <= 60
+
+    # the seller's other calls are not limited by the registration limit
+    seller = statuses[0].json()
+    offers = [cobuy.create_offer(seller) for _ in range(3)]
+    url = cobuy.url(f"/api/v1/offers/{offers[0]['id']}/reservations")
+    with ThreadPoolExecutor(10) as pool:  # spread over two replicas and their workers
+        codes = list(pool.map(lambda e: requests.post(url, json={"name": "R", "email": e}, timeout=30).status_code,
+                              [unique_email() for _ in range(10)]))
+    assert sorted(codes) == [201] * 5 + [429] * 5
+
+    # per e-mail as well: the same purchaser from six different client addresses
+    more = offers + [cobuy.create_offer(seller) for _ in range(3)]
+    email = unique_email("busy")
+    codes = [_post_from(f"127.0.0.{10 + i}", limited_system.port, f"/api/v1/offers/{o['id']}/reservations",
+                        {"name": "Busy", "email": email}) for i, o in enumerate(more)]
+    assert codes == [201] * 5 + [429]
+
+
+def _post_from(source_ip: str, port: int, path: str, body: dict) -> int:
+    """A request from another loopback address: another client, as the gateway sees it."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source_ip, 0))
+    try:
+        connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        return connection.getresponse().status
+    finally:
+        connection.close()
