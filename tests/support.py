@@ -149,6 +149,11 @@ class Cobuy:
         return self.post(f"/api/v1/offers/{offer_id}/counter-offers",
                          json={"unit_price": unit_price, "minimum_reservations": minimum}, headers=self.auth(seller))
 
+    def home_showing(self, *texts: str, timeout: float = 3.0) -> str:
+        """The home page once it shows every text (it is re-rendered at most twice a second)."""
+        return wait_for(lambda: (lambda page: page if all(t in page for t in texts) else None)(self.get("/").text),
+                        timeout, what=f"the home page to show {texts}")
+
     def wait_offer(self, offer_id: str, predicate: Callable[[dict], bool], timeout: float = 10.0,
                    what: str = "") -> dict:
         return wait_for(lambda: (lambda o: o if predicate(o) else None)(self.offer(offer_id)), timeout,

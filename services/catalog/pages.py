@@ -1,6 +1,7 @@
 """The public pages (SPEC §4): server-rendered, usable without JavaScript, every user string escaped."""
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 import requests
@@ -95,9 +96,26 @@ def price_chart(offer: dict) -> dict:
     }
 
 
+HOME_CACHE_SECONDS = 0.5
+_home_cache: dict[int, tuple[float, str]] = {}
+
+
 @pages_bp.get("/")
 def home():
+    """The same for every visitor (no form, no token): rendered at most twice a second per page.
+    The live counter polls the API, so the cache never delays what a visitor sees by more than that."""
     page = max(request.args.get("page", 1, type=int) or 1, 1)
+    cached = _home_cache.get(page)
+    if cached and time.monotonic() - cached[0] < HOME_CACHE_SECONDS:
+        return cached[1]
+    html = _render_home(page)
+    if len(_home_cache) > 1000:
+        _home_cache.clear()
+    _home_cache[page] = (time.monotonic(), html)
+    return html
+
+
+def _render_home(page: int) -> str:
     with _sessions()() as session:
         open_offers, total_open = use_cases.list_offers(session, "open", page, HOME_PAGE_SIZE, with_history=False)
         closed, _ = use_cases.list_offers(session, "closed", 1, 10, with_history=False)

@@ -27,8 +27,7 @@ def test_voluntary_counter_offer_intercepts_and_the_holder_is_told(cobuy, mailbo
     assert "Rival Seller" in notice.text and "$295.00" in notice.text and "$300.00" in notice.text
     assert f"/api/v1/offers/{offer['id']}/counter-offers" in notice.text  # how to counter back
     assert '"unit_price": 29000' in notice.text
-    home = cobuy.get("/").text
-    assert "Rival Seller" in home and "$295.00" in home
+    cobuy.home_showing("Rival Seller", "$295.00")
 
 
 def test_refused_counter_offers_answer_409_with_the_holding_condition(cobuy):

@@ -122,7 +122,7 @@ def test_home_page_shows_the_offer_with_its_condition_and_escapes_titles(cobuy):
     seller = cobuy.register_seller(name="<b>Bold</b> Seller")
     offer = cobuy.create_offer(seller, title="<script>alert(1)</script> Teapot", unit_price=123456,
                                minimum_reservations=7)
-    page = cobuy.get("/").text
+    page = cobuy.home_showing(offer["id"])
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Teapot" in page
     assert "<script>alert(1)</script>" not in page
     assert "&lt;b&gt;Bold&lt;/b&gt; Seller" in page

@@ -1,0 +1,383 @@
+"""`make bench`: the production shape on this machine's PostgreSQL and RabbitMQ, driven by wrk.
+
+Prints one table and writes bench/results.json. `--check` exits non-zero when a target is
+missed. Seeding shortcuts (10,000 sellers or reservations written straight into the owning
+service's tables) are marked in the table: they set the scene, the measured step is real.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import requests
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared.smtpsink import SmtpSink  # noqa: E402
+
+PG = os.environ.get("COBUY_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+AMQP = os.environ.get("COBUY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+TARGETS = {
+    "B1": "≥ 1,000 /s, p99 ≤ 100 ms, 0 errors, count exact",
+    "B1r": "≥ 0.5",
+    "B2": "p99 ≤ 250 ms",
+    "B3": "≥ 2,000 /s each, p99 ≤ 50 ms",
+    "B4": "≤ 30 s",
+    "B5": "≤ 30 s",
+    "B6": "p99 ≤ 1 s",
+    "B7": "no worse than linear",
+}
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(seconds: float) -> str:
+    return (now() + timedelta(seconds=seconds)).isoformat()
+
+
+class Mail:
+    def __init__(self):
+        self.arrivals: list[tuple[float, str, str]] = []  # (time, recipient, subject)
+        self.lock = threading.Lock()
+
+    def __call__(self, message, recipients):
+        with self.lock:
+            self.arrivals.append((time.time(), recipients[0], message["Subject"]))
+
+    def matching(self, subject: str) -> list[tuple[float, str, str]]:
+        with self.lock:
+            return [a for a in self.arrivals if subject in a[2]]
+
+
+def wrk(url: str, connections: int, seconds: int, script: str, *args: str) -> dict:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(ROOT / "bench" / script), url]
+    if args:
+        command += ["--", *args]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
+    result = json.loads(re.search(r"WRK_JSON (\{.*\})", out).group(1))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["errors"] = sum(result[k] for k in ("non2xx", "connect_errors", "read_errors", "write_errors", "timeouts"))
+    return result
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tag = uuid.uuid4().hex[:8]
+        self.db_name = f"cobuy_bench_{self.tag}"
+        self.vhost = f"cobuy-bench-{self.tag}"
+        admin = PG.replace("postgresql://", "postgresql+psycopg://")
+        self.admin = create_engine(admin, isolation_level="AUTOCOMMIT")
+        self.db_url = PG.rsplit("/", 1)[0] + "/" + self.db_name
+        scheme, rest = AMQP.split("://", 1)
+        self.amqp = f"{scheme}://{rest.split('/', 1)[0]}/{self.vhost}"
+        self.mail = Mail()
+        self.sink = SmtpSink("127.0.0.1", 0 or 28025 + os.getpid() % 1000, on_message=self.mail)
+        self.port = 29000 + (os.getpid() % 90) * 10
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.http = requests.Session()
+        self.results: dict[str, dict] = {}
+        self.process = None
+
+    # -- setting up ------------------------------------------------------------------------------
+
+    def start(self):
+        with self.admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{self.db_name}"'))
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.vhost], check=True, capture_output=True)
+        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*"],
+                       check=True, capture_output=True)
+        self.sink.start()
+        self.data = Path(f"/tmp/cobuy-bench-{self.tag}")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COBUY_")}
+        env.update({"COBUY_HTTP_PORT": str(self.port), "COBUY_DATA_DIR": str(self.data),
+                    "COBUY_DATABASE_URL": self.db_url, "COBUY_AMQP_URL": self.amqp,
+                    "COBUY_SMTP_URL": f"smtp://127.0.0.1:{self.sink.port}", "COBUY_RATE_LIMIT": "off",
+                    "COBUY_LOG_LEVEL": "WARNING", "COBUY_MAIL_CONCURRENCY": str(self.args.mail_concurrency)})
+        self.env = env
+        self.log = open(ROOT / "bench" / "cobuy-up.log", "wb")
+        self.process = subprocess.Popen([sys.executable, "-m", "cobuy.cli", "up", "--scale", "auction=3",
+                                         "--web-workers", str(self.args.web_workers),
+                                         "--gateway-workers", str(self.args.gateway_workers)],
+                                        cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if self.http.get(self.base + "/readyz", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
+        raise SystemExit("cobuy did not become ready; see bench/cobuy-up.log")
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.sink.stop()
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.vhost], capture_output=True)
+        with self.admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'))
+
+    def db(self):
+        return create_engine(self.db_url.replace("postgresql://", "postgresql+psycopg://"))
+
+    def seller(self, name="Bench Seller") -> dict:
+        r = self.http.post(self.base + "/api/v1/sellers", json={"name": name, "email": f"s-{uuid.uuid4().hex}@bench.example"})
+        r.raise_for_status()
+        return r.json()
+
+    def offer(self, seller, **overrides) -> dict:
+        body = {"title": f"Bench {uuid.uuid4().hex[:6]}", "currency": "usd", "unit_price": 10000,
+                "minimum_reservations": 1, "closes_at": iso(3600)}
+        body.update(overrides)
+        r = self.http.post(self.base + "/api/v1/offers", json=body, headers={"Authorization": f"Bearer {seller['api_key']}"})
+        r.raise_for_status()
+        return r.json()
+
+    def count(self, offer_id) -> int:
+        return self.http.get(f"{self.base}/api/v1/offers/{offer_id}").json()["reservation_count"]
+
+    def rss_by_component(self) -> dict[str, float]:
+        out = subprocess.run(["pgrep", "-s", str(self.process.pid)], capture_output=True, text=True).stdout.split()
+        totals: dict[str, float] = {}
+        for pid in out:
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                rss = int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024
+            except (OSError, AttributeError):
+                continue
+            m = re.search(r"services\.(\w+)\.(app|worker)|gateway\.app|smtpsink", cmd)
+            if not m:
+                continue
+            name = "gateway" if "gateway.app" in cmd else "smtp-sink" if "smtpsink" in cmd else f"{m.group(1)}-{'web' if m.group(2) == 'app' else 'worker'}"
+            totals[name] = round(totals.get(name, 0) + rss, 1)
+        return totals
+
+    # -- the scenarios ---------------------------------------------------------------------------
+
+    def b1_b2(self):
+        seller = self.seller()
+        offer = self.offer(seller, minimum_reservations=100000)
+        path = f"/api/v1/offers/{offer['id']}/reservations"
+        freshness: list[float] = []
+        stop = threading.Event()
+        engine = self.db()
+        rss: dict = {}
+
+        def sampler():
+            session = requests.Session()
+            i = 0
+            while not stop.is_set():
+                i += 1
+                r = session.post(self.base + path, json={"name": "Probe", "email": f"probe-{i}-{self.tag}@bench.example"})
+                t0 = time.time()
+                if r.status_code != 201:
+                    continue
+                with engine.connect() as c:
+                    committed = c.execute(text("SELECT count(*) FROM reservation.reservations WHERE offer_id=:o"),
+                                          {"o": offer["id"]}).scalar()
+                while not stop.is_set() and self.count(offer["id"]) < committed:
+                    time.sleep(0.005)
+                freshness.append(time.time() - t0)
+                time.sleep(0.2)
+
+        def memory():
+            time.sleep(self.args.b1_seconds / 2)
+            rss.update(self.rss_by_component())
+
+        threads = [threading.Thread(target=sampler), threading.Thread(target=memory)]
+        for t in threads:
+            t.start()
+        result = wrk(self.base, 64, self.args.b1_seconds, "reserve.lua", path, f"b1{self.tag}")
+        stop.set()
+        for t in threads:
+            t.join()
+        time.sleep(3)
+        with engine.connect() as c:
+            in_db = c.execute(text("SELECT count(*) FROM reservation.reservations WHERE offer_id=:o AND status='active'"),
+                              {"o": offer["id"]}).scalar()
+        shown = self.count(offer["id"])
+        probes = len(freshness)
+        result.update({"count_in_db": in_db, "count_shown": shown, "probe_reservations": probes,
+                       "count_exact": shown == in_db and in_db >= result["requests"] - result["errors"]})
+        self.results["B1"] = {"value": round(result["rps"]), "p99_ms": round(result["p99_ms"], 1), **result,
+                              "ok": result["rps"] >= 1000 and result["p99_ms"] <= 100 and result["errors"] == 0
+                              and result["count_exact"]}
+        self.results["B1"]["rss_mb"] = rss
+        fresh = sorted(freshness)
+        p99 = fresh[min(len(fresh) - 1, int(0.99 * len(fresh)))] * 1000 if fresh else None
+        self.results["B2"] = {"value": round(p99, 1) if p99 else None, "samples": len(fresh),
+                              "p50_ms": round(statistics.median(fresh) * 1000, 1) if fresh else None,
+                              "ok": p99 is not None and p99 <= 250}
+        engine.dispose()
+
+    def b1r(self):
+        engine = self.db()
+        with engine.begin() as c:
+            c.execute(text("CREATE TABLE IF NOT EXISTS bare_reservations (id text primary key, offer_id text, email text, "
+                           "UNIQUE (offer_id, email))"))
+        engine.dispose()
+        port = self.port + 9
+        env = {**os.environ, "BARE_DATABASE_URL": self.db_url}
+        bare = subprocess.Popen([sys.executable, "-m", "gunicorn", "--no-control-socket", "-w", str(self.args.web_workers),
+                                 "-k", "gthread", "--threads", "4", "-b", f"127.0.0.1:{port}", "bench.bare_app:app"],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(3)
+            result = wrk(f"http://127.0.0.1:{port}", 64, self.args.b1r_seconds, "reserve.lua", "/reserve/bare", "bare")
+        finally:
+            bare.terminate()
+            bare.wait()
+        ratio = self.results["B1"]["value"] / result["rps"]
+        self.results["B1r"] = {"value": round(ratio, 2), "bare_rps": round(result["rps"]), "ok": ratio >= 0.5}
+
+    def b3_b7_pages(self):
+        seller = self.seller()
+        offers = []
+        growth = {}
+        for target in (100, 1000):
+            while len(offers) < target:
+                offers.append(self.offer(seller))
+            home = wrk(self.base + "/", 32, self.args.page_seconds, "get.lua")
+            growth[target] = home["p50_ms"]
+        page = wrk(f"{self.base}/offers/{offers[0]['id']}", 32, self.args.page_seconds, "get.lua")
+        self.results["B3"] = {"value": f"{round(home['rps'])} / {round(page['rps'])}",
+                              "home": {k: round(home[k], 1) for k in ("rps", "p50_ms", "p99_ms", "errors")},
+                              "offer_page": {k: round(page[k], 1) for k in ("rps", "p50_ms", "p99_ms", "errors")},
+                              "ok": min(home["rps"], page["rps"]) >= 2000 and max(home["p99_ms"], page["p99_ms"]) <= 50}
+        self.results.setdefault("B7", {})["home_p50_ms_by_open_offers"] = growth
+
+    def b4(self):
+        holder = self.seller("Invitation Holder")
+        engine = self.db()
+        registered = now()
+        rows = [{"id": str(uuid.uuid4()), "name": f"Seeded {i}", "email": f"inv-{i}-{self.tag}@bench.example"}
+                for i in range(self.args.sellers)]
+        with engine.begin() as c:  # seeding: as if these sellers had registered
+            c.execute(text("INSERT INTO catalog.sellers (id, name, email, api_key_hash, registered_at) "
+                           "VALUES (:id, :name, :email, :hash, :at)"),
+                      [{**r, "at": registered, "hash": hashlib.sha256(r["id"].encode()).hexdigest()} for r in rows])
+            c.execute(text("INSERT INTO mailer.sellers (id, name, email, registered_at) VALUES (:id, :name, :email, :at)"),
+                      [{**r, "at": registered} for r in rows])
+        engine.dispose()
+        title = f"B4 {self.tag}"
+        offer = self.offer(holder, title=title, invite_at=iso(4), closes_at=iso(3600))
+        due = datetime.fromisoformat(offer["invite_at"]).timestamp()
+        expected = self.args.sellers  # + the other bench sellers
+        deadline = time.time() + 180
+        while time.time() < deadline and len(self.mail.matching(title)) < expected:
+            time.sleep(0.2)
+        arrivals = self.mail.matching(title)
+        last = max(a[0] for a in arrivals) if arrivals else float("nan")
+        self.results["B4"] = {"value": round(last - due, 1), "mails": len(arrivals), "seeded_sellers": expected,
+                              "mails_per_s": round(len(arrivals) / max(last - due, 0.001)),
+                              "ok": len(arrivals) >= expected and last - due <= 30}
+
+    def b5(self, reservations: int, key: str = "B5"):
+        holder = self.seller("Close Holder")
+        title = f"{key}-{reservations} {self.tag}"
+        offer = self.offer(holder, title=title, invite_at=iso(3), closes_at=iso(12))
+        engine = self.db()
+        with engine.begin() as c:  # seeding: as if these purchasers had reserved
+            c.execute(text("INSERT INTO reservation.reservations (id, offer_id, name, email, email_key, status, created_at) "
+                           "VALUES (:id, :o, :n, :e, :e, 'active', now())"),
+                      [{"id": str(uuid.uuid4()), "o": offer["id"], "n": f"P{i}", "e": f"p{i}-{key}-{self.tag}@bench.example"}
+                       for i in range(reservations)])
+        engine.dispose()
+        due = datetime.fromisoformat(offer["closes_at"]).timestamp()
+        deadline = due + 180
+        while time.time() < deadline and len(self.mail.matching(f"Concluded: {title}")) < reservations:
+            time.sleep(0.2)
+        while time.time() < deadline and not self.mail.matching(f"purchasers for {title}"):
+            time.sleep(0.2)
+        arrivals = self.mail.matching(title)
+        last = max(a[0] for a in arrivals) if arrivals else float("nan")
+        return {"value": round(last - due, 1), "mails": len(arrivals), "seeded_reservations": reservations,
+                "ok": len(arrivals) >= reservations + 1 and last - due <= 30}
+
+    def b6(self):
+        seller = self.seller()
+        offers = [self.offer(seller, invite_at=iso(20 + 0.05 * i), closes_at=iso(30 + 0.05 * i))
+                  for i in range(self.args.due_offers)]
+        last_due = max(datetime.fromisoformat(o["closes_at"]).timestamp() for o in offers)
+        time.sleep(max(last_due - time.time() + 3, 0))
+        engine = self.db()
+        with engine.connect() as c:
+            rows = c.execute(text("SELECT extract(epoch FROM done_at - due_at) FROM auction.steps "
+                                  "WHERE offer_id = ANY(:ids) AND done_at IS NOT NULL"),
+                             {"ids": [o["id"] for o in offers]}).scalars().all()
+        engine.dispose()
+        late = sorted(float(v) for v in rows)
+        p99 = late[min(len(late) - 1, int(0.99 * len(late)))]
+        self.results["B6"] = {"value": round(p99, 3), "steps": len(late), "p50_s": round(statistics.median(late), 3),
+                              "max_s": round(late[-1], 3), "ok": p99 <= 1 and len(late) == 2 * len(offers)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--quick", action="store_true", help="shorter runs, smaller fan-outs")
+    parser.add_argument("--web-workers", type=int, default=2)
+    parser.add_argument("--gateway-workers", type=int, default=2)
+    parser.add_argument("--mail-concurrency", type=int, default=4)
+    args = parser.parse_args()
+    args.b1_seconds = 10 if args.quick else 30
+    args.b1r_seconds = 8 if args.quick else 15
+    args.page_seconds = 5 if args.quick else 10
+    args.sellers = 2000 if args.quick else 10000
+    args.due_offers = 200 if args.quick else 1000
+    bench = Bench(args)
+    started = time.time()
+    bench.start()
+    try:
+        bench.b1_b2()
+        bench.b1r()
+        bench.b3_b7_pages()
+        bench.b4()
+        bench.results["B5"] = bench.b5(args.sellers)
+        bench.results["B7"]["close_seconds_by_reservations"] = {
+            n: bench.b5(n, "B7")["value"] for n in ((100, 1000) if args.quick else (100, 1000))}
+        bench.results["B7"]["close_seconds_by_reservations"][args.sellers] = bench.results["B5"]["value"]
+        bench.b6()
+    finally:
+        bench.stop()
+    growth = bench.results["B7"]
+    pages = growth["home_p50_ms_by_open_offers"]
+    growth["ok"] = pages[1000] <= pages[100] * 3  # paginated: flat, not 10x
+    growth["value"] = f"home p50 {pages}; close s {growth['close_seconds_by_reservations']}"
+    bench.results["elapsed_s"] = round(time.time() - started)
+    (ROOT / "bench" / "results.json").write_text(json.dumps(bench.results, indent=2, default=str))
+    print(f"\n{'id':5} {'measured':>28}  {'target':42} ok")
+    for key in ("B1", "B1r", "B2", "B3", "B4", "B5", "B6", "B7"):
+        r = bench.results[key]
+        print(f"{key:5} {str(r['value']):>28}  {TARGETS[key]:42} {'yes' if r['ok'] else 'NO'}")
+    print(f"B1 p99 {bench.results['B1']['p99_ms']} ms, errors {bench.results['B1']['errors']}, "
+          f"count exact: {bench.results['B1']['count_exact']}; RSS MB under B1: {bench.results['B1']['rss_mb']}")
+    print(f"elapsed {bench.results['elapsed_s']} s; details in bench/results.json")
+    missed = [k for k in ("B1", "B1r", "B2", "B3", "B4", "B5", "B6", "B7") if not bench.results[k]["ok"]]
+    return 1 if args.check and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
