@@ -2,6 +2,7 @@
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,64 @@ def test_only_the_gateway_and_the_mail_ui_are_published_and_services_can_scale()
     assert services["gateway"]["networks"].keys() == {"backend", "frontend"}
     for infra in ("rabbitmq", "postgres"):
         assert "healthcheck" in services[infra]
+
+
+K8S = ROOT / "deploy" / "k8s"
+
+
+def _render(overlay: str) -> str:
+    import shutil
+
+    from tests.infra import IN_CI
+
+    if not shutil.which("kubectl"):
+        if IN_CI:
+            pytest.fail("kubectl (its built-in kustomize) is part of this machine image and is needed in CI")
+        pytest.skip("kubectl is not installed: cannot render the kustomize overlays")
+    result = subprocess.run(["kubectl", "kustomize", str(K8S / overlay)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _validate(manifests: str, tmp_path) -> subprocess.CompletedProcess:
+    path = tmp_path / "manifests.yaml"
+    path.write_text(manifests)
+    return subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", str(path)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/dev", "overlays/prod"])
+def test_kubernetes_manifests_render_and_validate_strictly(overlay, tmp_path):
+    result = _validate(_render(overlay), tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_validator_would_catch_a_broken_manifest(tmp_path):
+    broken = _render("base").replace("readinessProbe:", "readinessProbes:", 1)
+    assert _validate(broken, tmp_path).returncode != 0
+
+
+def test_the_production_shape_in_kubernetes(tmp_path):
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all(_render("overlays/prod")) if d]
+    by_kind: dict[str, dict[str, dict]] = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+    deployments = by_kind["Deployment"]
+    for name in ("gateway", "catalog", "reservation", "auction", "mailer"):
+        pod = deployments[name]["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert container["resources"]["requests"] and container["resources"]["limits"]
+        assert f"{name}-worker" in deployments or name == "gateway"
+    assert set(by_kind["HorizontalPodAutoscaler"]) == {"gateway", "catalog", "reservation"}
+    assert {"gateway", "auction-worker", "mailer-worker"} <= set(by_kind["PodDisruptionBudget"])
+    assert set(by_kind["Ingress"]) == {"cobuy"}
+    backend = by_kind["Ingress"]["cobuy"]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+    assert backend == "gateway"
+    assert "cobuy-migrate" in by_kind["Job"]
+    assert "RabbitmqCluster" in by_kind and "Cluster" in by_kind
+    assert deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/cobuy:0.1.0"
