@@ -99,7 +99,8 @@ class Gateway:
             async with self.session.request(request.method, url, headers=headers, data=body or None,
                                             allow_redirects=False) as upstream:
                 payload = await upstream.read()
-                out = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+                out = {k: v for k, v in upstream.headers.items()
+                       if k.lower() not in HOP_BY_HOP and k.lower() != CORRELATION_HEADER.lower()}
                 out[CORRELATION_HEADER] = correlation
                 return web.Response(status=upstream.status, body=payload, headers=out)
         except asyncio.TimeoutError:
