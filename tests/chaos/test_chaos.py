@@ -1,0 +1,289 @@
+"""Chaos: the production shape under faults, then a check of the whole history.
+
+Runs `cobuy up --scale reservation=2,auction=3 --restart` on this run's PostgreSQL and RabbitMQ.
+While 32 clients reserve and sellers counter-offer on offers whose invitation and close fall
+inside the run, it SIGKILLs a consumer, an outbox relay, an auction replica and a gateway worker,
+restarts RabbitMQ's app and terminates the services' PostgreSQL connections. Every operation is
+recorded as ok / failed / unknown; the checks hold for every history the faults allow.
+Bounded: every loop by count and time, traffic to loopback only, well under three minutes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+
+from tests import infra
+from tests.conftest import system_env
+from tests.support import Cobuy, RunningSystem, instant, wait_for
+
+CLIENTS = 32
+OFFERS = 3
+
+
+@dataclass
+class History:
+    ops: list[dict] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, kind: str, outcome: str, **facts) -> None:
+        with self.lock:
+            self.ops.append({"kind": kind, "outcome": outcome, "at": time.time(), **facts})
+
+    def of(self, kind: str, outcome: str | None = None) -> list[dict]:
+        return [o for o in self.ops if o["kind"] == kind and (outcome is None or o["outcome"] == outcome)]
+
+
+def classify(reply: requests.Response | None, error: Exception | None) -> str:
+    if error is not None or reply is None:
+        return "unknown"  # the request may or may not have been applied
+    if reply.status_code in (200, 201, 204):
+        return "ok"
+    if reply.status_code >= 500:
+        return "unknown"
+    return "failed"
+
+
+@pytest.fixture
+def chaos_system(servers, mailbox, output_dir, tmp_path):
+    database_url, amqp_url, prefix = servers
+    if database_url is None or amqp_url is None or not shutil.which("rabbitmqctl"):
+        pytest.skip("chaos needs this run's PostgreSQL and RabbitMQ (and rabbitmqctl) — CI has them")
+    with infra.postgres_database() as url:
+        env = system_env((url, amqp_url, f"{prefix}-c{uuid.uuid4().hex[:4]}"), mailbox, tmp_path,
+                         COBUY_MAIL_LEASE_SECONDS="3")
+        running = RunningSystem(env, output_dir / "cobuy-up-chaos.log",
+                                args=["--scale", "reservation=2,auction=3", "--web-workers", "2", "--restart"]).start()
+        running.database_url = url
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+def test_nothing_is_lost_or_doubled_under_faults(chaos_system, mailbox, output_dir):
+    system = chaos_system
+    cobuy = Cobuy(system.base_url)
+    history = History()
+    tag = uuid.uuid4().hex[:6]
+    holder = cobuy.register_seller(name="Chaos Holder")
+    rivals = [cobuy.register_seller(name=f"Chaos Rival {i}") for i in range(3)]
+    offers = [cobuy.create_offer(holder, title=f"Chaos{tag} {i}", unit_price=100_000, minimum_reservations=50,
+                                 min_decrement=10, invite_at=instant(25 + 5 * i), closes_at=instant(50 + 5 * i))
+              for i in range(OFFERS)]
+    closes = [datetime.fromisoformat(o["closes_at"]).timestamp() for o in offers]
+    stop_at = max(closes) + 2  # clients keep going across every deadline
+    stop = threading.Event()
+
+    def purchaser(n: int) -> None:
+        session = requests.Session()
+        rng = random.Random(n)
+        for i in range(15):  # ~480 reservations over the run: enough to race every fault
+            if stop.is_set() or time.time() > stop_at:
+                return
+            offer = offers[rng.randrange(OFFERS)]
+            email = f"c{n}-{i}-{tag}@chaos.example"
+            for attempt in range(2 if rng.random() < 0.1 else 1):  # some purchasers press twice
+                reply, error = None, None
+                try:
+                    reply = session.post(cobuy.url(f"/api/v1/offers/{offer['id']}/reservations"),
+                                         json={"name": f"Buyer {n}", "email": email}, timeout=15)
+                except requests.RequestException as exc:
+                    error = exc
+                    session = requests.Session()
+                history.record("reserve", classify(reply, error), offer=offer["id"], email=email,
+                               status=reply.status_code if reply is not None else None)
+            time.sleep(rng.uniform(1.0, 4.0))
+
+    def seller(rival: dict, n: int) -> None:
+        rng = random.Random(100 + n)
+        for i in range(200):
+            if stop.is_set() or time.time() > stop_at:
+                return
+            offer = offers[rng.randrange(OFFERS)]
+            price = 100_000 - 10 * rng.randrange(1, 2000)
+            reply, error = None, None
+            try:
+                reply = requests.post(cobuy.url(f"/api/v1/offers/{offer['id']}/counter-offers"),
+                                      json={"unit_price": price, "minimum_reservations": 50},
+                                      headers=cobuy.auth(rival), timeout=15)
+            except requests.RequestException as exc:
+                error = exc
+            history.record("counter", classify(reply, error), offer=offer["id"], seller=rival["id"], price=price,
+                           status=reply.status_code if reply is not None else None)
+            time.sleep(rng.uniform(0.3, 1.0))
+
+    def faults() -> None:
+        steps = [
+            (6, "SIGKILL catalog worker (consumer + relay)", lambda: _kill(system, "services.catalog.worker")),
+            (12, "SIGKILL a reservation worker (outbox relay)", lambda: _kill(system, "services.reservation.worker")),
+            (18, "SIGKILL a gateway worker", lambda: _kill_gateway_worker(system)),
+            (24, "rabbitmqctl stop_app", lambda: subprocess.run(["rabbitmqctl", "-q", "stop_app"], timeout=120)),
+            (28, "rabbitmqctl start_app", lambda: subprocess.run(["rabbitmqctl", "-q", "start_app"], timeout=120)),
+            (33, "SIGKILL an auction replica", lambda: _kill(system, "services.auction.worker")),
+            (38, "pg_terminate_backend of the services", lambda: _terminate_backends(system.database_url)),
+        ]
+        started = time.time()
+        for at, name, action in steps:
+            while time.time() - started < at and not stop.is_set():
+                time.sleep(0.1)
+            history.record("fault", "ok", name=name)
+            action()
+        subprocess.run(["rabbitmqctl", "-q", "await_startup"], timeout=120)
+
+    threads = [threading.Thread(target=purchaser, args=(n,)) for n in range(CLIENTS)]
+    threads += [threading.Thread(target=seller, args=(r, n)) for n, r in enumerate(rivals)]
+    threads.append(threading.Thread(target=faults))
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            t.join(timeout=max(stop_at - time.time(), 0) + 150)
+    finally:
+        stop.set()
+
+    # -- every offer closes, then the mail settles ---------------------------------------------
+    for offer in offers:
+        cobuy.wait_offer(offer["id"], lambda o: o["status"] == "closed", timeout=90, what="every offer closed")
+    truth = _reservations_in_db(system.database_url, [o["id"] for o in offers])
+    expected_mails = sum(len(v) for v in truth.values()) * 2 + OFFERS
+    try:
+        wait_for(lambda: len(mailbox.matching(text=f"Chaos{tag}")) >= expected_mails
+                 and not any(k.endswith((":pending", ":sending")) for k in _delivery_states(system.database_url)),
+                 90, interval=1, what="the confirmation and close mails")
+    except AssertionError:
+        pass  # the checks below say which mails are missing
+    time.sleep(3)
+
+    report = {"ops": Counter(f"{o['kind']}:{o['outcome']}" for o in history.ops), "faults": history.of("fault"),
+              "delivery_log": _delivery_states(system.database_url)}
+    problems: list[str] = []
+    ok_by_offer, unknown_by_offer = defaultdict(set), defaultdict(set)
+    for op in history.of("reserve"):
+        if op["outcome"] == "ok":
+            ok_by_offer[op["offer"]].add(op["email"])
+        elif op["outcome"] == "unknown":
+            unknown_by_offer[op["offer"]].add(op["email"])
+    for op in history.of("reserve", "failed"):
+        if op["status"] not in (409, 429):
+            problems.append(f"unexpected refusal {op}")
+    for offer in offers:
+        final = cobuy.offer(offer["id"])
+        in_db = truth[offer["id"]]
+        ok, unknown = ok_by_offer[offer["id"]], unknown_by_offer[offer["id"]]
+        if not ok <= in_db:
+            problems.append(f"{offer['title']}: {len(ok - in_db)} reservations that got a 2xx are missing")
+        if not in_db <= ok | unknown:
+            problems.append(f"{offer['title']}: {len(in_db - ok - unknown)} reservations nobody was told about")
+        if final["reservation_count"] != len(in_db):
+            problems.append(f"{offer['title']}: count {final['reservation_count']} but {len(in_db)} reservations")
+        accepted = [op["price"] for op in history.of("counter", "ok") if op["offer"] == offer["id"]]
+        if accepted and final["condition"]["unit_price"] != min(accepted):
+            problems.append(f"{offer['title']}: holder at {final['condition']['unit_price']}, best 201 was {min(accepted)}")
+        prices = [h["unit_price"] for h in final["history"]]
+        if any(b >= a for a, b in zip(prices, prices[1:])):
+            problems.append(f"{offer['title']}: history not strictly better: {prices}")
+        if not final["invited"]:
+            problems.append(f"{offer['title']}: never invited")
+        title = offer["title"]
+        for kind, subject, recipients in (
+            ("confirmation", f"Reserved: {title} ", in_db),
+            ("close", f"Concluded: {title} at " if final["outcome"] == "concluded" else f"Not concluded: {title}", in_db),
+        ):
+            for email in recipients:
+                mails = [m for m in mailbox.matching(to=email) if subject in m.subject]
+                ids = {m.message["Message-ID"] for m in mails}
+                if len(ids) != 1:
+                    problems.append(f"{kind} to {email}: {len(ids)} distinct mails")
+                elif len(mails) > 1:
+                    report.setdefault("resent_same_message_id", []).append(email)  # the documented window
+        invitations = Counter(m.to for m in mailbox.matching(subject=f"on {title}") if m.subject.startswith("Invitation"))
+        holder_at_invite = {holder["email"]} | {r["email"] for r in rivals}
+        if not invitations or max(invitations.values()) != 1 or not set(invitations) <= holder_at_invite:
+            problems.append(f"{title}: invitations {dict(invitations)}")
+        outcome_mails_to_holder = [m for m in mailbox.matching(text=title)
+                                   if m.to in holder_at_invite and ("purchasers for" in m.subject or "Not concluded" in m.subject)]
+        if len({m.message["Message-ID"] for m in outcome_mails_to_holder}) != 1:
+            problems.append(f"{title}: {len(outcome_mails_to_holder)} close mails to the holder")
+    dead = _dead_letters(system)
+    if dead:
+        problems.append(f"{dead} message(s) in the dead-letter queue")
+    report["problems"] = problems
+    report["reservations_in_db"] = {o["title"]: len(truth[o["id"]]) for o in offers}
+    (output_dir / "chaos-report.json").write_text(json.dumps(report, indent=2, default=str))
+    assert len(history.of("fault")) == 7
+    assert sum(len(v) for v in ok_by_offer.values()) > 150, report["ops"]
+    assert not problems, "\n".join(problems[:30])
+
+
+def _kill(system: RunningSystem, pattern: str) -> None:
+    pids = system.pids(pattern)
+    assert pids, f"no process matches {pattern}"
+    os.kill(pids[0], signal.SIGKILL)
+
+
+def _kill_gateway_worker(system: RunningSystem) -> None:
+    masters = system.pids("gateway.app:create_app")
+    children = [p for p in masters if open(f"/proc/{p}/stat").read().split()[3] in {str(m) for m in masters}]
+    assert children, "no gateway worker found"
+    os.kill(children[0], signal.SIGKILL)
+
+
+def _terminate_backends(database_url: str) -> None:
+    name = database_url.rsplit("/", 1)[1]
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + "/postgres",
+                           isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d "
+                          "AND pid <> pg_backend_pid()"), {"d": name})
+    engine.dispose()
+
+
+def _reservations_in_db(database_url: str, offer_ids: list[str]) -> dict[str, set[str]]:
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT offer_id, email FROM reservation.reservations WHERE status = 'active' "
+                                 "AND offer_id = ANY(:ids)"), {"ids": offer_ids}).all()
+    engine.dispose()
+    found: dict[str, set[str]] = {o: set() for o in offer_ids}
+    for row in rows:
+        found[row.offer_id].add(row.email)
+    return found
+
+
+def _delivery_states(database_url: str) -> dict:
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT template, state, count(*) AS n, max(last_error) AS error "
+                                 "FROM mailer.deliveries GROUP BY template, state")).all()
+    engine.dispose()
+    return {f"{r.template}:{r.state}": [r.n, r.error] for r in rows}
+
+
+def _dead_letters(system: RunningSystem) -> int:
+    from shared import config as config_module
+    from shared.messaging import Bus
+
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in system.env.items() if k.startswith("COBUY_")})
+    try:
+        bus = Bus(config_module.load())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    with bus.connect() as connection:
+        _, count, _ = bus.dead_queue(connection.channel()).queue_declare(passive=True)
+    return count
