@@ -65,6 +65,8 @@ class Bus:
                 transport_options={
                     "data_folder_in": str(folder),
                     "data_folder_out": str(folder),
+                    # bindings live here; kombu's default is a folder relative to the working directory
+                    "control_folder": str(folder / "control"),
                     "store_processed": False,
                     "polling_interval": 0.05,
                 },

@@ -34,6 +34,8 @@ STEP_LATENESS = Histogram(
 )
 MAILS = Counter("cobuy_mails_total", "Mail delivery attempts by result", ["result"])
 OUTBOX_PENDING = Gauge("cobuy_outbox_pending", "Unsent outbox events", multiprocess_mode="livemax")
+OUTBOX_LAG = Gauge("cobuy_outbox_oldest_unsent_seconds", "Age of the oldest unsent outbox event",
+                   multiprocess_mode="livemax")
 
 
 def render() -> tuple[bytes, str]:
@@ -42,6 +44,17 @@ def render() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def serve(port: int) -> None:
+    """A metrics endpoint for a process with no web app of its own (a worker in its own container)."""
+    from prometheus_client import start_http_server
+
+    registry = None
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, registry=registry) if registry else start_http_server(port)
 
 
 def mark_process_dead(pid: int) -> None:

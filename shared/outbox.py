@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from datetime import datetime
 from typing import Callable
 
@@ -21,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     select,
     update,
 )
@@ -130,8 +132,14 @@ class Relay:
 
     def run(self, stop: threading.Event) -> None:
         backoff = self.poll_seconds
+        next_report = 0.0
         while not stop.is_set():
             try:
+                if time.monotonic() >= next_report:  # outbox lag for operators, every few seconds
+                    report = self.status()
+                    metrics.OUTBOX_PENDING.set(report["pending"])
+                    metrics.OUTBOX_LAG.set(report["oldest_age_seconds"])
+                    next_report = time.monotonic() + 5
                 published = self.relay_once()
                 backoff = self.poll_seconds
                 if not published:
@@ -143,16 +151,9 @@ class Relay:
                 backoff = min(backoff * 2 or 0.1, 5.0)
 
     def status(self) -> dict:
+        unsent = self.outbox.c.sent_at.is_(None)
         with self.sessions() as session:
-            rows = session.execute(
-                select(self.outbox.c.created_at).where(self.outbox.c.sent_at.is_(None)).order_by(self.outbox.c.seq)
-            ).all()
+            pending = session.execute(select(func.count()).select_from(self.outbox).where(unsent)).scalar_one()
+            oldest: datetime | None = session.execute(select(func.min(self.outbox.c.created_at)).where(unsent)).scalar()
             now = db_now(session)
-        oldest: datetime | None = rows[0].created_at if rows else None
-        return {"pending": len(rows), "oldest_age_seconds": (now - oldest).total_seconds() if oldest else 0.0}
-
-
-def pending_count(sessions: sessionmaker[Session], outbox: Table) -> int:
-    with sessions() as session:
-        return len(session.execute(select(outbox.c.seq).where(outbox.c.sent_at.is_(None))).all())
-
+        return {"pending": pending, "oldest_age_seconds": (now - oldest).total_seconds() if oldest else 0.0}

@@ -6,6 +6,7 @@ error, so the supervisor (cobuy up, gunicorn, Kubernetes) sees it instead of a s
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -40,6 +41,11 @@ def run(service: str, loops: dict[str, Loop]) -> int:
             failed.set()
             stop.set()
 
+    port = os.environ.get("COBUY_WORKER_METRICS_PORT")
+    if port:  # in its own container a worker serves its metrics itself
+        from shared import metrics
+
+        metrics.serve(int(port))
     threads = [threading.Thread(target=_guard, args=(n, fn), name=n, daemon=True) for n, fn in loops.items()]
     for thread in threads:
         thread.start()

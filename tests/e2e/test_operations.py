@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 
+import requests
 from kombu import Producer
 
 from tests.support import ROOT, unique_email, wait_for
@@ -129,3 +130,31 @@ def test_metrics_sum_across_gunicorn_workers(cobuy, system):
     assert reservations_accepted() - before == 20
     gateway = cobuy.get("/metrics").text
     assert re.search(r'cobuy_http_requests_total\{method="POST",route="reservation:api",status="201"\} \d', gateway)
+
+
+def test_outbox_lag_is_a_metric_and_a_worker_serves_its_own_metrics(cobuy, system, tmp_path):
+    wait_for(lambda: "cobuy_outbox_oldest_unsent_seconds" in cobuy.http.get(
+        f"http://127.0.0.1:{system.port + 2}/metrics").text, 15, interval=0.5, what="the outbox lag gauge")
+    port = __import__("tests.infra", fromlist=["free_port"]).free_port()
+    env = {**os.environ, **{k: v for k, v in system.env.items() if k.startswith("COBUY_")},
+           "COBUY_WORKER_METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    worker = subprocess.Popen([sys.executable, "-m", "services.catalog.worker"], cwd=ROOT, env=env)
+    try:
+        body = wait_for(lambda: _get(f"http://127.0.0.1:{port}/metrics"), 20, interval=0.3, what="worker metrics")
+        assert "cobuy_events_published_total" in body and "cobuy_outbox_pending" in body
+    finally:
+        worker.terminate()
+        assert worker.wait(timeout=20) == 0  # stops cleanly on SIGTERM
+
+
+def _get(url: str) -> str | None:
+    try:
+        return requests.get(url, timeout=2).text
+    except requests.RequestException:
+        return None
+
+
+def test_migrate_is_idempotent(system):
+    for _ in range(2):
+        result = cli(system, "migrate")
+        assert result.returncode == 0 and result.stdout.strip() == "migrated", result.stderr
