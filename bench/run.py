@@ -159,7 +159,9 @@ class Bench:
         return self.http.get(f"{self.base}/api/v1/offers/{offer_id}").json()["reservation_count"]
 
     def rss_by_component(self) -> dict[str, float]:
-        out = subprocess.run(["pgrep", "-s", str(self.process.pid)], capture_output=True, text=True).stdout.split()
+        from shared.worker import descendants
+
+        out = descendants(self.process.pid)
         totals: dict[str, float] = {}
         for pid in out:
             try:

@@ -113,7 +113,8 @@ def run(config: Config, scale: dict[str, int], web_workers: int = 2, gateway_wor
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     for child in children:
-        child.process = subprocess.Popen(child.argv, env=child.env, preexec_fn=_die_with_parent)
+        child.process = subprocess.Popen(child.argv, env=child.env, preexec_fn=_die_with_parent,
+                                         start_new_session=True)
     url = f"{config.public_url}/"
     deadline = time.monotonic() + ready_timeout
     announced = False
@@ -128,7 +129,8 @@ def run(config: Config, scale: dict[str, int], web_workers: int = 2, gateway_wor
                 restarts[child.name] = restarts.get(child.name, 0) + 1
                 print(f"cobuy: {child.name} exited with code {code}; RESTARTING it "
                       f"({restarts[child.name]} of 5)", file=sys.stderr, flush=True)
-                child.process = subprocess.Popen(child.argv, env=child.env, preexec_fn=_die_with_parent)
+                child.process = subprocess.Popen(child.argv, env=child.env, preexec_fn=_die_with_parent,
+                                         start_new_session=True)
                 continue
             print(f"cobuy: {child.name} exited with code {code}; stopping everything", file=sys.stderr, flush=True)
             exit_code = 1

@@ -58,3 +58,25 @@ def run(service: str, loops: dict[str, Loop]) -> int:
     log.info("%s worker stopped (exit %d)", service, code)
     sys.stdout.flush()
     return code
+
+
+def descendants(root: int) -> list[int]:
+    """Every process below `root` (children run in their own sessions, so walk /proc)."""
+    import os as _os
+
+    children: dict[int, list[int]] = {}
+    for entry in _os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, queue = [], [root]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found

@@ -232,5 +232,14 @@ class RunningSystem:
 
     def pids(self, pattern: str) -> list[int]:
         """Processes of this system whose command line contains `pattern`."""
-        out = subprocess.run(["pgrep", "-s", str(self.process.pid), "-f", pattern], capture_output=True, text=True)
-        return [int(p) for p in out.stdout.split()]
+        from shared.worker import descendants
+
+        found = []
+        for pid in descendants(self.process.pid):
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if pattern in command:
+                found.append(pid)
+        return sorted(found)

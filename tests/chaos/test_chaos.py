@@ -237,7 +237,7 @@ def _kill(system: RunningSystem, pattern: str) -> None:
 
 def _kill_gateway_worker(system: RunningSystem) -> None:
     masters = system.pids("gateway.app:create_app")
-    children = [p for p in masters if open(f"/proc/{p}/stat").read().split()[3] in {str(m) for m in masters}]
+    children = [p for p in masters if open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] in {str(m) for m in masters}]
     assert children, "no gateway worker found"
     os.kill(children[0], signal.SIGKILL)
 
