@@ -6,6 +6,9 @@ from functools import lru_cache
 
 from babel.numbers import format_currency, get_currency_precision, list_currencies
 
+# Amounts are stored as SQL INTEGER: 2**31 - 1 minor units ($21.4 million, ¥2.1 billion) a unit.
+MAX_MINOR_UNITS = 2**31 - 1
+
 CURRENCIES = frozenset(code.lower() for code in list_currencies())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,29 @@ def system_env(servers, mailbox: MailBox, data_dir: Path, **extra: str) -> dict[
         env["COBUY_AMQP_URL"] = amqp_url
     env.update(extra)
     return env
+
+
+@contextmanager
+def own_system(servers, mailbox: MailBox, data_dir: Path, log_path: Path, args: list[str], **env: str):
+    """Another `cobuy up` beside the session's, on a fresh database and exchange prefix of its own."""
+    database_url, amqp_url, prefix = servers
+
+    @contextmanager
+    def database():
+        if database_url is None:
+            yield None
+        else:
+            with infra.postgres_database() as url:
+                yield url
+
+    with database() as url:
+        running = RunningSystem(system_env((url, amqp_url, f"{prefix}-{uuid.uuid4().hex[:4]}"), mailbox, data_dir,
+                                           **env), log_path, args=args).start()
+        running.database_url = url
+        try:
+            yield running
+        finally:
+            running.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """What the end-to-end tests drive: a running cobuy, its HTTP API, and the mail that arrives."""
 from __future__ import annotations
 
-import email.policy
 import os
 import signal
 import subprocess
@@ -205,18 +204,23 @@ class RunningSystem:
             os.killpg(self.process.pid, signal.SIGKILL)
             return self.process.wait()
 
-    def runtime(self, service: str):
-        """A service's own database, as this system configured it (for assertions only)."""
+    def config(self):
+        """This system's configuration, read as its processes read it."""
         from shared import config as config_module
-        from shared.runtime import Runtime
 
         saved = dict(os.environ)
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("COBUY_")})
         try:
-            return Runtime.create(service, config_module.load())
+            return config_module.load()
         finally:
             os.environ.clear()
             os.environ.update(saved)
+
+    def runtime(self, service: str):
+        """A service's own database, as this system configured it (for assertions only)."""
+        from shared.runtime import Runtime
+
+        return Runtime.create(service, self.config())
 
     def registered_seller_emails(self) -> set[str]:
         from sqlalchemy import select

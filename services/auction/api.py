@@ -7,6 +7,7 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 
 from shared import lookup
+from shared.money import MAX_MINOR_UNITS
 from shared.problems import Problem
 from shared.validation import StrictInteger
 from shared.web import require_seller
@@ -20,7 +21,7 @@ class CounterOfferSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    unit_price = StrictInteger(required=True, validate=validate.Range(min=1, max=10**12))
+    unit_price = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_MINOR_UNITS))
     minimum_reservations = StrictInteger(required=True, validate=validate.Range(min=1, max=1_000_000))
 
 

@@ -1,10 +1,10 @@
 """What crosses catalog's HTTP API, as marshmallow schemas (and so the OpenAPI document)."""
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
-from shared.money import CURRENCIES
+from shared.money import CURRENCIES, MAX_MINOR_UNITS
 from shared.validation import Email, StrictInteger, Text
 
-MAX_PRICE = 10**12
+MAX_PRICE = MAX_MINOR_UNITS
 MAX_MINIMUM = 1_000_000
 
 

@@ -26,8 +26,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, text
 
-from tests import infra
-from tests.conftest import system_env
+from tests.conftest import own_system
 from tests.support import Cobuy, RunningSystem, instant, wait_for
 
 CLIENTS = 32
@@ -59,19 +58,13 @@ def classify(reply: requests.Response | None, error: Exception | None) -> str:
 
 @pytest.fixture
 def chaos_system(servers, mailbox, output_dir, tmp_path):
-    database_url, amqp_url, prefix = servers
+    database_url, amqp_url, _ = servers
     if database_url is None or amqp_url is None or not shutil.which("rabbitmqctl"):
         pytest.skip("chaos needs this run's PostgreSQL and RabbitMQ (and rabbitmqctl) — CI has them")
-    with infra.postgres_database() as url:
-        env = system_env((url, amqp_url, f"{prefix}-c{uuid.uuid4().hex[:4]}"), mailbox, tmp_path,
-                         COBUY_MAIL_LEASE_SECONDS="3")
-        running = RunningSystem(env, output_dir / "cobuy-up-chaos.log",
-                                args=["--scale", "reservation=2,auction=3", "--web-workers", "2", "--restart"]).start()
-        running.database_url = url
-        try:
-            yield running
-        finally:
-            running.stop()
+    with own_system(servers, mailbox, tmp_path, output_dir / "cobuy-up-chaos.log",
+                    ["--scale", "reservation=2,auction=3", "--web-workers", "2", "--restart"],
+                    COBUY_MAIL_LEASE_SECONDS="3") as running:
+        yield running
 
 
 def test_nothing_is_lost_or_doubled_under_faults(chaos_system, mailbox, output_dir):
@@ -274,16 +267,9 @@ def _delivery_states(database_url: str) -> dict:
 
 
 def _dead_letters(system: RunningSystem) -> int:
-    from shared import config as config_module
     from shared.messaging import Bus
 
-    saved = dict(os.environ)
-    os.environ.update({k: v for k, v in system.env.items() if k.startswith("COBUY_")})
-    try:
-        bus = Bus(config_module.load())
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    bus = Bus(system.config())
     with bus.connect() as connection:
         _, count, _ = bus.dead_queue(connection.channel()).queue_declare(passive=True)
     return count

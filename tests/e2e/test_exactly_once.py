@@ -11,8 +11,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from tests import infra
-from tests.conftest import system_env
+from tests.conftest import own_system
 from tests.support import Cobuy, RunningSystem, instant, wait_for
 
 OFFERS = 200
@@ -20,24 +19,9 @@ OFFERS = 200
 
 @pytest.fixture
 def scaled_system(servers, mailbox, output_dir, tmp_path):
-    database_url, amqp_url, prefix = servers
-
-    def run(url):
-        env = system_env((url, amqp_url, f"{prefix}-x{uuid.uuid4().hex[:4]}"), mailbox, tmp_path)
-        running = RunningSystem(env, output_dir / "cobuy-up-scaled.log",
-                                args=["--scale", "auction=3", "--web-workers", "1", "--gateway-workers", "1",
-                                      "--restart"])
-        return running.start()
-
-    if database_url is None:
-        running = run(None)
+    with own_system(servers, mailbox, tmp_path, output_dir / "cobuy-up-scaled.log",
+                    ["--scale", "auction=3", "--web-workers", "1", "--gateway-workers", "1", "--restart"]) as running:
         yield running
-        running.stop()
-        return
-    with infra.postgres_database() as url:
-        running = run(url)
-        yield running
-        running.stop()
 
 
 def _step_lateness(system: RunningSystem) -> dict[str, list[float]]:

@@ -78,17 +78,10 @@ def test_rotating_a_key_revokes_the_old_one(cobuy, system):
 def test_dead_letters_are_listed_and_replayed_after_a_fix(cobuy, system, mailbox):
     """A poison message and a valid event dead-lettered earlier: list shows both with reasons;
     replay sends them back; the valid one is applied, the poison one comes back to the DLQ."""
-    from shared import config as config_module
     from shared.envelope import Envelope
     from shared.messaging import Bus
 
-    saved = dict(os.environ)
-    os.environ.update({k: v for k, v in system.env.items() if k.startswith("COBUY_")})
-    try:
-        bus = Bus(config_module.load())
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    bus = Bus(system.config())
     email = unique_email("replayed")
     offer = cobuy.create_offer(cobuy.register_seller(), title="Replayed offer")
     event = Envelope("ReservationCancelled", {"reservation_id": str(uuid.uuid4()), "offer_id": offer["id"],

@@ -4,36 +4,21 @@ from __future__ import annotations
 import http.client
 import json
 
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from tests import infra
-from tests.conftest import system_env
-from tests.support import Cobuy, RunningSystem, unique_email
+from tests.conftest import own_system
+from tests.support import Cobuy, unique_email
 
 
 @pytest.fixture
 def limited_system(servers, mailbox, output_dir, tmp_path):
-    database_url, amqp_url, prefix = servers
-
-    def run(url):
-        env = system_env((url, amqp_url, f"{prefix}-r{uuid.uuid4().hex[:4]}"), mailbox, tmp_path,
-                         COBUY_RATE_LIMIT="reservations=5/minute;registrations=3/minute")
-        return RunningSystem(env, output_dir / "cobuy-up-limited.log",
-                             args=["--scale", "reservation=2", "--web-workers", "2"]).start()
-
-    if database_url is None:
-        running = run(None)
+    with own_system(servers, mailbox, tmp_path, output_dir / "cobuy-up-limited.log",
+                    ["--scale", "reservation=2", "--web-workers", "2"],
+                    COBUY_RATE_LIMIT="reservations=5/minute;registrations=3/minute") as running:
         yield running
-        running.stop()
-        return
-    with infra.postgres_database() as url:
-        running = run(url)
-        yield running
-        running.stop()
 
 
 def test_limits_per_client_address_and_per_email_answer_429_with_retry_after(limited_system):

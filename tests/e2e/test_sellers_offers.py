@@ -75,6 +75,8 @@ def test_invite_at_defaults_to_the_last_fifth_of_the_term(cobuy):
     ({"minimum_reservations": 0}, "minimum_reservations"),
     ({"currency": "xyz"}, "currency"),
     ({"min_decrement": 0}, "min_decrement"),
+    ({"min_decrement": 999_999_999_999}, "min_decrement"),  # beyond the stored range: 422, never a 500
+    ({"unit_price": 2**31}, "unit_price"),
     ({"title": ""}, "title"),
     ({"title": "x" * 201}, "title"),
     ({"title": "line\r\nbreak"}, "title"),
