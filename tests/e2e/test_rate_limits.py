@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,6 +44,12 @@ def test_limits_per_client_address_and_per_email_answer_429_with_retry_after(lim
     codes = [_post_from(f"127.0.0.{10 + i}", limited_system.port, f"/api/v1/offers/{o['id']}/reservations",
                         {"name": "Busy", "email": email}) for i, o in enumerate(more)]
     assert codes == [201] * 5 + [429]
+
+    # two replicas, two gunicorn workers each, one metrics view: every accepted reservation counted once
+    metrics = requests.get(f"http://127.0.0.1:{limited_system.port + 2}/metrics", timeout=10).text
+    accepted = re.search(r'^cobuy_reservations_total\{outcome="accepted"\} (\S+)$', metrics, re.M)
+    assert accepted and float(accepted.group(1)) == 10.0
+    assert len(limited_system.pids("services.reservation.app")) >= 2 * 3  # 2 masters with 2 workers each
 
 
 def _post_from(source_ip: str, port: int, path: str, body: dict) -> int:
