@@ -39,9 +39,6 @@ class Config:
     def embedded_broker(self) -> bool:
         return self.amqp_url is None
 
-    def broker_url(self) -> str:
-        return self.amqp_url or "filesystem://"
-
     def broker_folder(self) -> Path:
         return self.data_dir / "broker"
 

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Iterator
 
 from sqlalchemy import DateTime, Engine, create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -73,12 +71,6 @@ def is_postgres(bind) -> bool:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
-
-
-@contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    with factory.begin() as session:
-        yield session
 
 
 def insert_ignore(session: Session, table, values: dict, index_elements: list[str]) -> bool:

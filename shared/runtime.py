@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from sqlalchemy import Engine, MetaData, Table
+from sqlalchemy import Engine, Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import config as config_module, db, migrations
@@ -54,6 +54,3 @@ class Runtime:
     def consumer(self, inbox: Table, handlers: dict[str, Handler]) -> Consumer:
         return Consumer(self.bus, self.service, self.sessions, inbox, handlers)
 
-
-def service_metadata() -> MetaData:
-    return MetaData()

@@ -40,7 +40,7 @@ def test_a_client_cannot_forge_the_identity_header(cobuy):
     offer = cobuy.post("/api/v1/offers", headers=forged, json={
         "title": "x", "currency": "usd", "unit_price": 1, "minimum_reservations": 1, "closes_at": instant(60)})
     assert offer.status_code == 401
-    assert victim["id"]  # the victim's identity was never usable without its key
+    assert cobuy.get("/api/v1/sellers/me", headers=cobuy.auth(victim)).json()["id"] == victim["id"]
 
 
 def test_publishing_an_offer_makes_the_caller_the_holder(cobuy):
