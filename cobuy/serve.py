@@ -6,11 +6,8 @@ import os
 import sys
 import time
 
+from cobuy.supervisor import gunicorn_argv
 from shared import config as config_module
-
-GUNICORN_COMMON = ["--config", "python:shared.gunicorn_conf", "--no-control-socket", "--graceful-timeout", "10",
-                   "--timeout", "60"]
-
 
 def _wait_for(what: str, check, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
@@ -30,9 +27,7 @@ def serve(component: str, role: str, workers: int, bind: str) -> int:
     os.makedirs(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", f"/tmp/cobuy-metrics-{component}-{role}"),
                 exist_ok=True)
     if component == "gateway":
-        argv = [sys.executable, "-m", "gunicorn", *GUNICORN_COMMON, "--workers", str(workers),
-                "--worker-class", "aiohttp.GunicornWebWorker", "--bind", bind, "gateway.app:create_app"]
-        os.execv(sys.executable, argv)
+        os.execv(sys.executable, gunicorn_argv(component, workers, bind))
     from shared.runtime import Runtime
 
     runtime = Runtime.create(component, config)
@@ -44,7 +39,5 @@ def serve(component: str, role: str, workers: int, bind: str) -> int:
     from cobuy.operations import migrate_all
 
     migrate_all(config, (component,))
-    argv = [sys.executable, "-m", "gunicorn", *GUNICORN_COMMON, "--workers", str(workers), "--worker-class",
-            "gthread", "--threads", "4", "--bind", bind, f"services.{component}.app:create_app()"]
-    os.execv(sys.executable, argv)
-    return 1
+    os.execv(sys.executable, gunicorn_argv(component, workers, bind))
+    return 1  # not reached: execv replaces this process

@@ -69,24 +69,32 @@ def plan(config: Config, scale: dict[str, int], web_workers: int, gateway_worker
         folder.mkdir(parents=True, exist_ok=True)
         return {**base_env, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
 
-    gunicorn = [sys.executable, "-m", "gunicorn", "--config", "python:shared.gunicorn_conf", "--reuse-port",
-                "--no-control-socket",
-                "--graceful-timeout", "10", "--timeout", "60"]
     for service in WEB_SERVICES:
         env = env_for(service)
         for replica in range(scale[service]):
-            children.append(Child(f"{service}-web-{replica + 1}", gunicorn + [
-                "--workers", str(web_workers), "--worker-class", "gthread", "--threads", "4",
-                "--bind", f"127.0.0.1:{config.service_port(service)}", f"services.{service}.app:create_app()",
-            ], env))
+            children.append(Child(f"{service}-web-{replica + 1}", gunicorn_argv(
+                service, web_workers, f"127.0.0.1:{config.service_port(service)}", reuse_port=True), env))
             children.append(Child(f"{service}-worker-{replica + 1}",
                                   [sys.executable, "-m", f"services.{service}.worker"], env))
     bind_host = os.environ.get("COBUY_BIND_HOST", "127.0.0.1")
-    children.append(Child("gateway", gunicorn + [
-        "--workers", str(gateway_workers), "--worker-class", "aiohttp.GunicornWebWorker",
-        "--bind", f"{bind_host}:{config.http_port}", "gateway.app:create_app",
-    ], env_for("gateway")))
+    children.append(Child("gateway", gunicorn_argv("gateway", gateway_workers, f"{bind_host}:{config.http_port}",
+                                                   reuse_port=True), env_for("gateway")))
     return children
+
+
+def gunicorn_argv(component: str, workers: int, bind: str, reuse_port: bool = False) -> list[str]:
+    """How every web process runs, under `cobuy up` and in a container alike."""
+    argv = [sys.executable, "-m", "gunicorn", "--config", "python:shared.gunicorn_conf", "--no-control-socket",
+            "--graceful-timeout", "10", "--timeout", "60", "--workers", str(workers), "--bind", bind]
+    if reuse_port:  # replicas share one port under `cobuy up`
+        argv.append("--reuse-port")
+    if component == "gateway":
+        return argv + ["--worker-class", "aiohttp.GunicornWebWorker", "gateway.app:create_app"]
+    return argv + ["--worker-class", "gthread", "--threads", "4", f"services.{component}.app:create_app()"]
+
+
+def _spawn(child: Child) -> None:
+    child.process = subprocess.Popen(child.argv, env=child.env, preexec_fn=_die_with_parent, start_new_session=True)
 
 
 def _ready(url: str) -> bool:
@@ -113,8 +121,7 @@ def run(config: Config, scale: dict[str, int], web_workers: int = 2, gateway_wor
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     for child in children:
-        child.process = subprocess.Popen(child.argv, env=child.env, preexec_fn=_die_with_parent,
-                                         start_new_session=True)
+        _spawn(child)
     url = f"{config.public_url}/"
     deadline = time.monotonic() + ready_timeout
     announced = False
@@ -129,8 +136,7 @@ def run(config: Config, scale: dict[str, int], web_workers: int = 2, gateway_wor
                 restarts[child.name] = restarts.get(child.name, 0) + 1
                 print(f"cobuy: {child.name} exited with code {code}; RESTARTING it "
                       f"({restarts[child.name]} of 5)", file=sys.stderr, flush=True)
-                child.process = subprocess.Popen(child.argv, env=child.env, preexec_fn=_die_with_parent,
-                                         start_new_session=True)
+                _spawn(child)
                 continue
             print(f"cobuy: {child.name} exited with code {code}; stopping everything", file=sys.stderr, flush=True)
             exit_code = 1

@@ -73,13 +73,17 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def dialect_insert(session: Session, table):
+    """An INSERT that knows ON CONFLICT, in the session's dialect (PostgreSQL or SQLite)."""
+    return (postgresql if is_postgres(session.get_bind()) else sqlite).insert(table)
+
+
 def insert_ignore(session: Session, table, values: dict, index_elements: list[str]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING on both dialects; True when the row was inserted.
 
     Uses RETURNING rather than rowcount, which drivers do not report alike for this statement.
     """
-    dialect = postgresql if is_postgres(session.get_bind()) else sqlite
-    stmt = (dialect.insert(table).values(values).on_conflict_do_nothing(index_elements=index_elements)
+    stmt = (dialect_insert(session, table).values(values).on_conflict_do_nothing(index_elements=index_elements)
             .returning(table.c[index_elements[0]]))
     return session.execute(stmt).first() is not None
 
@@ -113,5 +117,4 @@ def insert_ignore_many(session: Session, table, rows: list[dict], index_elements
     """Bulk INSERT … ON CONFLICT DO NOTHING (executemany: fast for thousands of rows)."""
     if not rows:
         return
-    dialect = postgresql if is_postgres(session.get_bind()) else sqlite
-    session.execute(dialect.insert(table).on_conflict_do_nothing(index_elements=index_elements), rows)
+    session.execute(dialect_insert(session, table).on_conflict_do_nothing(index_elements=index_elements), rows)

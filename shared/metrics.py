@@ -5,6 +5,7 @@ import os
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -50,11 +51,11 @@ def serve(port: int) -> None:
     """A metrics endpoint for a process with no web app of its own (a worker in its own container)."""
     from prometheus_client import start_http_server
 
-    registry = None
+    registry = REGISTRY
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-    start_http_server(port, registry=registry) if registry else start_http_server(port)
+    start_http_server(port, registry=registry)
 
 
 def mark_process_dead(pid: int) -> None:

@@ -10,10 +10,9 @@ import math
 import time
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db import is_postgres
+from shared.db import dialect_insert
 from shared.problems import Problem
 
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -60,16 +59,16 @@ class RateLimiter:
         window = int(now // period)
         retry_after = max(1, math.ceil((window + 1) * period - now))
         with self.sessions.begin() as session:
-            dialect = postgresql if is_postgres(session.get_bind()) else sqlite
             for key in keys:
                 if not key:
                     continue
-                stmt = dialect.insert(self.table).values(scope=scope, key=key[:300], window=window, hits=1)
+                stmt = dialect_insert(session, self.table).values(scope=scope, key=key[:300], window=window, hits=1)
                 stmt = stmt.on_conflict_do_update(index_elements=["scope", "key", "window"],
                                                   set_={"hits": self.table.c.hits + 1}).returning(self.table.c.hits)
-                if session.execute(stmt).scalar_one() > limit:
+                hits = session.execute(stmt).scalar_one()
+                if hits > limit:
                     raise Problem(429, "rate_limited", f"Too many {scope}: at most {limit} per {period} s.",
                                   headers={"Retry-After": str(retry_after)})
-            # Old windows are worth nothing: sweep a few now and then.
-            if window % 10 == 0:
-                session.execute(delete(self.table).where(self.table.c.window < window - 1))
+                # Old windows are worth nothing: sweep them when a counter opens, one window in ten.
+                if hits == 1 and window % 10 == 0:
+                    session.execute(delete(self.table).where(self.table.c.window < window - 1))

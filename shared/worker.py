@@ -62,10 +62,8 @@ def run(service: str, loops: dict[str, Loop]) -> int:
 
 def descendants(root: int) -> list[int]:
     """Every process below `root` (children run in their own sessions, so walk /proc)."""
-    import os as _os
-
     children: dict[int, list[int]] = {}
-    for entry in _os.listdir("/proc"):
+    for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
