@@ -142,7 +142,10 @@ def dlq_replay(config: Config, limit: int = 1000) -> int:
         with bus.connect() as connection:
             bus.declare(connection)
             queue = bus.dead_queue(connection.channel())
-            for _ in range(limit):
+            # Only what is dead now: an event that fails again lands at the back of this queue and
+            # must wait for the next replay, not loop until the limit.
+            waiting = queue.queue_declare(passive=True).message_count
+            for _ in range(min(waiting, limit)):
                 message = queue.get(no_ack=False, accept=["json", "application/octet-stream", "text/plain"])
                 if message is None:
                     break
