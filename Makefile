@@ -20,6 +20,8 @@ test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
+	@command -v wrk >/dev/null || { echo "installing wrk (Debian package) for the load"; \
+	  apt-get install -y -qq wrk >/dev/null 2>&1 || sudo apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
