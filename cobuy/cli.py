@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     mail_list = mail.add_parser("list")
     mail_list.add_argument("--to")
     mail_list.add_argument("--offer")
-    mail_list.add_argument("--state", choices=["pending", "sending", "sent", "failed"])
+    mail_list.add_argument("--state", choices=["pending", "claimed", "sending", "sent", "failed"])
     mail_list.add_argument("--limit", type=int, default=200)
     mail_retry = mail.add_parser("retry", help="queue failed mails again")
     mail_retry.add_argument("ids", nargs="*", type=int)

@@ -1,4 +1,4 @@
-"""Delivery: claim → commit `sending` → SMTP → commit `sent`.
+"""Delivery: claim a few → per mail: commit `sending` → SMTP → commit `sent`.
 
 Temporary failures (4xx, refused connection, time-outs) go back to `pending` with backoff;
 permanent ones (5xx) are `failed` without blocking the rest. A row left in `sending` by a
@@ -13,13 +13,14 @@ import logging
 import smtplib
 import socket
 import threading
+import time
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock, metrics
-from shared.db import db_now
+from shared.db import db_now, is_postgres
 
 from .rendering import Renderer
 from .tables import batches, deliveries
@@ -43,46 +44,69 @@ def backoff(attempts: int) -> timedelta:
 
 class Sender:
     def __init__(self, sessions: sessionmaker[Session], renderer: Renderer, smtp_address: tuple[str, int],
-                 concurrency: int = 4, lease_seconds: float = 30.0, batch_size: int = 1):
+                 concurrency: int = 4, lease_seconds: float = 30.0, batch_size: int = 20):
         self.sessions = sessions
+        self.engine = sessions.kw["bind"]
         self.renderer = renderer
         self.smtp_address = smtp_address
         self.concurrency = concurrency
         self.lease = timedelta(seconds=lease_seconds)
         self.batch_size = batch_size
+        self._contexts: dict[str, dict] = {}  # batch id -> what the event says; never changes
+        self._contexts_lock = threading.Lock()
 
     # -- claiming --------------------------------------------------------------------------------
 
     def claim(self) -> list[dict]:
-        """Mark the next due mails `sending` and commit, before any SMTP. One at a time by default,
-        so a crash leaves at most one ambiguous mail per sender thread."""
+        """Mark up to `batch_size` due mails `claimed` in one statement (not sent yet, so a crash
+        here costs nothing but the lease); each becomes `sending` only right before its SMTP."""
         with self.sessions.begin() as session:
             now = db_now(session)
+            due = (select(deliveries.c.id)
+                   .where(deliveries.c.state == "pending", deliveries.c.next_attempt_at <= now)
+                   .order_by(deliveries.c.id).limit(self.batch_size).with_for_update(skip_locked=True))
             rows = session.execute(
-                select(deliveries).where(deliveries.c.state == "pending", deliveries.c.next_attempt_at <= now)
-                .order_by(deliveries.c.id).limit(self.batch_size).with_for_update(skip_locked=True)
+                update(deliveries).where(deliveries.c.id.in_(due.scalar_subquery()))
+                .values(state="claimed", claimed_at=now).returning(*deliveries.c)
             ).all()
             if not rows:
                 return []
-            ids = [r.id for r in rows]
-            session.execute(update(deliveries).where(deliveries.c.id.in_(ids))
-                            .values(state="sending", claimed_at=now, attempts=deliveries.c.attempts + 1))
-            contexts = {b.id: json.loads(b.context) for b in session.execute(
-                select(batches).where(batches.c.id.in_({r.batch_id for r in rows}))).all()}
-        return [{**r._mapping, "attempts": r.attempts + 1, "context": contexts[r.batch_id]} for r in rows]
+            contexts = self._batch_contexts(session, {r.batch_id for r in rows})
+        return [{**r._mapping, "attempts": r.attempts + 1, "context": contexts[r.batch_id]}
+                for r in sorted(rows, key=lambda r: r.id)]
+
+    def _batch_contexts(self, session: Session, batch_ids: set[str]) -> dict[str, dict]:
+        with self._contexts_lock:
+            known = {b: self._contexts[b] for b in batch_ids if b in self._contexts}
+        missing = batch_ids - known.keys()
+        if missing:
+            fetched = {b.id: json.loads(b.context) for b in session.execute(
+                select(batches.c.id, batches.c.context).where(batches.c.id.in_(missing))).all()}
+            with self._contexts_lock:
+                if len(self._contexts) > 1000:
+                    self._contexts.clear()
+                self._contexts.update(fetched)
+            known.update(fetched)
+        return known
 
     def reclaim_abandoned(self) -> int:
-        """Rows a dead sender left in `sending` past the lease go out again (same Message-ID)."""
+        """Rows a dead sender left `claimed` (never sent) or `sending` (perhaps sent) past the lease
+        go out again, with the same Message-ID."""
         with self.sessions.begin() as session:
             now = db_now(session)
-            result = session.execute(
-                update(deliveries).where(deliveries.c.state == "sending", deliveries.c.claimed_at < now - self.lease)
+            stale = deliveries.c.claimed_at < now - self.lease
+            claimed = session.execute(
+                update(deliveries).where(deliveries.c.state == "claimed", stale)
+                .values(state="pending", next_attempt_at=now)
+            ).rowcount
+            sending = session.execute(
+                update(deliveries).where(deliveries.c.state == "sending", stale)
                 .values(state="pending", next_attempt_at=now,
                         last_error="abandoned while sending: the server may have accepted it; sent again")
-            )
-        if result.rowcount:
-            log.warning("re-sending %d mails abandoned mid-delivery (ambiguous window)", result.rowcount)
-        return result.rowcount
+            ).rowcount
+        if sending:
+            log.warning("re-sending %d mails abandoned mid-delivery (ambiguous window)", sending)
+        return claimed + sending
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -106,47 +130,94 @@ class Sender:
         except (smtplib.SMTPException, OSError, socket.timeout) as exc:
             raise TemporaryFailure(repr(exc)) from None
 
-    def _record(self, row: dict, state: str, error: str | None = None) -> None:
+    def _connection(self) -> Connection:
+        """One connection per sender thread; on PostgreSQL in autocommit, so each state change
+        is one round trip and durable at once."""
+        connection = self.engine.connect()
+        if is_postgres(connection):
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        return connection
+
+    @staticmethod
+    def _write(connection: Connection, statement) -> bool:
+        changed = connection.execute(statement.returning(deliveries.c.id)).first() is not None
+        connection.commit()
+        return changed
+
+    def _start(self, connection: Connection, row: dict) -> bool:
+        """`claimed` → `sending`, committed before SMTP: from here the mail is in the ambiguous
+        window. False when the claim was lost (the lease ran out and someone else took it)."""
+        return self._write(connection, update(deliveries).where(
+            deliveries.c.id == row["id"], deliveries.c.state == "claimed", deliveries.c.claimed_at == row["claimed_at"]
+        ).values(state="sending", attempts=deliveries.c.attempts + 1))
+
+    def _record(self, connection: Connection, row: dict, state: str, error: str | None = None) -> None:
         values: dict = {"state": state, "last_error": error}
         if state == "sent":
             values["sent_at"] = clock.now()
         elif state == "pending":
             values["next_attempt_at"] = clock.now() + backoff(row["attempts"])
-        with self.sessions.begin() as session:
-            session.execute(update(deliveries).where(deliveries.c.id == row["id"]).values(**values))
+        self._write(connection, update(deliveries).where(deliveries.c.id == row["id"]).values(**values))
         metrics.MAILS.labels({"pending": "retry"}.get(state, state)).inc()
 
-    def deliver(self, rows: list[dict], smtp: smtplib.SMTP | None) -> smtplib.SMTP | None:
+    def _release(self, connection: Connection, rows: list[dict]) -> None:
+        """Claimed rows this thread will not get to in time go back for anyone to take."""
         for row in rows:
-            try:
-                smtp = self._send(smtp, row)
-                self._record(row, "sent")
-            except PermanentFailure as exc:
-                log.error("mail %s to %s failed for good: %s", row["template"], row["recipient"], exc)
-                self._record(row, "failed", str(exc))
-                smtp = _reset(smtp)
-            except TemporaryFailure as exc:
-                final = row["attempts"] >= MAX_ATTEMPTS
-                log.warning("mail %s to %s: temporary failure (%s)%s", row["template"], row["recipient"], exc,
-                            "; giving up" if final else "; will retry")
-                self._record(row, "failed" if final else "pending", str(exc))
-                smtp = _reset(smtp)
+            self._write(connection, update(deliveries).where(
+                deliveries.c.id == row["id"], deliveries.c.state == "claimed",
+                deliveries.c.claimed_at == row["claimed_at"]).values(state="pending"))
+
+    def deliver(self, rows: list[dict], smtp: smtplib.SMTP | None,
+                connection: Connection | None = None) -> smtplib.SMTP | None:
+        own = connection is None
+        connection = connection or self._connection()
+        started = time.monotonic()
+        try:
+            for i, row in enumerate(rows):
+                if time.monotonic() - started > self.lease.total_seconds() / 4:
+                    self._release(connection, rows[i:])  # a slow server: stay well inside the lease
+                    break
+                if not self._start(connection, row):
+                    continue
+                try:
+                    smtp = self._send(smtp, row)
+                    self._record(connection, row, "sent")
+                except PermanentFailure as exc:
+                    log.error("mail %s to %s failed for good: %s", row["template"], row["recipient"], exc)
+                    self._record(connection, row, "failed", str(exc))
+                    smtp = _reset(smtp)
+                except TemporaryFailure as exc:
+                    final = row["attempts"] >= MAX_ATTEMPTS
+                    log.warning("mail %s to %s: temporary failure (%s)%s", row["template"], row["recipient"], exc,
+                                "; giving up" if final else "; will retry")
+                    self._record(connection, row, "failed" if final else "pending", str(exc))
+                    smtp = _reset(smtp)
+        finally:
+            if own:
+                connection.close()
         return smtp
 
     def _loop(self, stop: threading.Event) -> None:
-        smtp = None
+        smtp, connection = None, None
         while not stop.is_set():
             try:
                 rows = self.claim()
                 if not rows:
                     stop.wait(0.1)
                     continue
-                smtp = self.deliver(rows, smtp)
+                connection = connection or self._connection()
+                smtp = self.deliver(rows, smtp, connection)
             except Exception:
                 log.exception("sender loop failed; retrying")
                 smtp = _reset(smtp)
+                if connection is not None:
+                    connection.invalidate()
+                    connection.close()
+                    connection = None
                 stop.wait(1.0)
         _reset(smtp)
+        if connection is not None:
+            connection.close()
 
     def run(self, stop: threading.Event) -> None:
         threads = [threading.Thread(target=self._loop, args=(stop,), daemon=True, name=f"smtp-{i}")

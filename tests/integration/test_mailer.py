@@ -81,7 +81,7 @@ def _drain(runtime, sender: Sender, timeout=30):
     def done():
         with runtime.sessions() as session:
             left = session.execute(select(func.count()).select_from(deliveries)
-                                   .where(deliveries.c.state.in_(["pending", "sending"]))).scalar_one()
+                                   .where(deliveries.c.state.in_(["pending", "claimed", "sending"]))).scalar_one()
         if left:
             rows = sender.claim()
             if rows:
