@@ -359,7 +359,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="shorter runs, smaller fan-outs")
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--gateway-workers", type=int, default=2)
-    parser.add_argument("--mail-concurrency", type=int, default=4)
+    parser.add_argument("--mail-concurrency", type=int, default=16)
     parser.add_argument("--only", help="comma-separated scenario ids to run, e.g. B1,B3 (B1 brings B1r and B2)")
     args = parser.parse_args()
     args.b1_seconds = 10 if args.quick else 30

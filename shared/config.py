@@ -32,7 +32,7 @@ class Config:
     exchange_prefix: str = "cobuy"
     relay_poll_seconds: float = 0.05
     mail_lease_seconds: float = 30.0
-    mail_concurrency: int = 4
+    mail_concurrency: int = 16
     log_level: str = "INFO"
 
     @property
@@ -105,7 +105,7 @@ def load() -> Config:
         exchange_prefix=_env("COBUY_EXCHANGE_PREFIX", "cobuy"),
         relay_poll_seconds=float(_env("COBUY_RELAY_POLL_SECONDS", "0.05")),
         mail_lease_seconds=float(_env("COBUY_MAIL_LEASE_SECONDS", "30")),
-        mail_concurrency=int(_env("COBUY_MAIL_CONCURRENCY", "4")),
+        mail_concurrency=int(_env("COBUY_MAIL_CONCURRENCY", "16")),
         log_level=_env("COBUY_LOG_LEVEL", "INFO"),
     )
 

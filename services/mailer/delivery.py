@@ -14,6 +14,7 @@ import smtplib
 import socket
 import threading
 import time
+from email.policy import compat32
 from datetime import timedelta
 
 from sqlalchemy import Connection, select, update
@@ -28,6 +29,7 @@ from .tables import batches, deliveries
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
+WIRE = compat32.clone(linesep="\r\n")  # smtplib sends bytes as they are: lines must end in CRLF
 
 
 class TemporaryFailure(Exception):
@@ -119,7 +121,7 @@ class Sender:
                                        json.loads(row["extra"]), row["message_id"])
         try:
             smtp = smtp or self._connect()
-            smtp.send_message(message, to_addrs=[row["recipient"]])
+            smtp.sendmail(self.renderer.envelope_from, [row["recipient"]], message.as_bytes(policy=WIRE))
             return smtp
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))

@@ -1,0 +1,49 @@
+"""The mail renderer: what goes on the wire, and what it refuses."""
+from __future__ import annotations
+
+import email
+import email.policy
+
+import pytest
+
+from services.mailer.delivery import WIRE
+from services.mailer.rendering import Renderer
+
+OFFER = {"offer_id": "o1", "title": "Garden chair", "currency": "eur", "closes_at": "2030-05-01T12:00:00+00:00",
+         "unit_price": 4200, "minimum_reservations": 5, "holder_name": "Hölder GmbH"}
+
+
+def _render(name="Zoë Ünal", recipient="zoe@example.org", template="reservation_accepted", **context):
+    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example")
+    extra = {"reservation_id": "r1", "cancel_token": "tok"} if template == "reservation_accepted" else {}
+    return renderer.render(template, {**OFFER, **context}, recipient, name, extra, "<m1@cobuy.example>")
+
+
+def test_a_mail_on_the_wire_has_crlf_lines_and_reads_back_with_its_facts():
+    wire = _render().as_bytes(policy=WIRE)
+    lines = wire.split(b"\r\n")
+    assert b"\n" not in b"".join(lines) and max(len(line) for line in lines) <= 998
+    parsed = email.message_from_bytes(wire, policy=email.policy.default)
+    assert parsed["To"].addresses[0].display_name == "Zoë Ünal"
+    assert parsed["Message-ID"] == "<m1@cobuy.example>"
+    text = parsed.get_body(("plain",)).get_content()
+    assert "Unit price:   €42.00" in text and "Hello Zoë Ünal," in text
+    assert "https://cobuy.example/reservations/r1/cancel?token=tok" in text
+    assert "€42.00" in parsed["Subject"] and "Garden chair" in parsed.get_body(("html",)).get_content()
+
+
+def test_the_holder_gets_the_purchasers_as_a_csv_attachment():
+    purchasers = [{"id": "r1", "name": "=HYPERLINK()", "email": "a@x.io"}]
+    closed = {"final_count": 1, "closed_at": "2030-05-01T12:00:01+00:00", "purchasers": purchasers, "outcome": "concluded",
+              "condition": {"seller_id": "s", "seller_name": "Hölder GmbH", "unit_price": 4200, "minimum_reservations": 1}}
+    parsed = email.message_from_bytes(_render(template="concluded_holder", **closed).as_bytes(policy=WIRE),
+                                      policy=email.policy.default)
+    attachment = next(parsed.iter_attachments())
+    assert attachment.get_filename() == "purchasers.csv"
+    assert "'=HYPERLINK()" in attachment.get_content()
+
+
+@pytest.mark.parametrize("field", ["name", "recipient"])
+def test_a_line_break_in_a_header_value_is_refused(field):
+    with pytest.raises(ValueError, match="line break"):
+        _render(**{field: "Eve\r\nBcc: victim@example.org"})
