@@ -33,6 +33,7 @@ class Config:
     relay_poll_seconds: float = 0.05
     mail_lease_seconds: float = 30.0
     mail_concurrency: int = 16
+    mail_nice: int = 10
     log_level: str = "INFO"
 
     @property
@@ -106,6 +107,7 @@ def load() -> Config:
         relay_poll_seconds=float(_env("COBUY_RELAY_POLL_SECONDS", "0.05")),
         mail_lease_seconds=float(_env("COBUY_MAIL_LEASE_SECONDS", "30")),
         mail_concurrency=int(_env("COBUY_MAIL_CONCURRENCY", "16")),
+        mail_nice=int(_env("COBUY_MAIL_NICE", "10")),
         log_level=_env("COBUY_LOG_LEVEL", "INFO"),
     )
 

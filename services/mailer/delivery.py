@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import smtplib
 import socket
 import threading
@@ -169,11 +170,12 @@ class Sender:
                 deliveries.c.id == row["id"], deliveries.c.state == "claimed",
                 deliveries.c.claimed_at == row["claimed_at"]).values(state="pending"))
 
-    def deliver(self, rows: list[dict], smtp: smtplib.SMTP | None,
-                connection: Connection | None = None) -> smtplib.SMTP | None:
+    def deliver(self, rows: list[dict], smtp: smtplib.SMTP | None, connection: Connection | None = None,
+                claimed: float | None = None) -> smtplib.SMTP | None:
+        """Send claimed rows in turn; `claimed` is when (time.monotonic()) they were claimed."""
         own = connection is None
         connection = connection or self._connection()
-        started = time.monotonic()
+        started = claimed or time.monotonic()
         try:
             for i, row in enumerate(rows):
                 if time.monotonic() - started > self.lease.total_seconds() / 4:
@@ -199,18 +201,39 @@ class Sender:
                 connection.close()
         return smtp
 
-    def _loop(self, stop: threading.Event) -> None:
-        smtp, connection = None, None
+    def _claim_loop(self, stop: threading.Event, work: queue.Queue) -> None:
+        """One thread claims for all: idle, that is ten cheap polls a second, not ten per sender.
+        The bounded queue is the back-pressure: it claims no faster than the senders send."""
         while not stop.is_set():
             try:
                 rows = self.claim()
-                if not rows:
-                    stop.wait(0.1)
-                    continue
-                connection = connection or self._connection()
-                smtp = self.deliver(rows, smtp, connection)
             except Exception:
-                log.exception("sender loop failed; retrying")
+                log.exception("claiming mails failed; retrying")
+                stop.wait(1.0)
+                continue
+            if not rows:
+                stop.wait(0.1)
+                continue
+            batch = (time.monotonic(), rows)
+            while not stop.is_set():
+                try:
+                    work.put(batch, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
+    def _send_loop(self, stop: threading.Event, work: queue.Queue) -> None:
+        smtp, connection = None, None
+        while not stop.is_set():
+            try:
+                claimed, rows = work.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                connection = connection or self._connection()
+                smtp = self.deliver(rows, smtp, connection, claimed)
+            except Exception:  # what was not recorded stays claimed or sending: the lease returns it
+                log.exception("sender failed; retrying")
                 smtp = _reset(smtp)
                 if connection is not None:
                     connection.invalidate()
@@ -222,8 +245,10 @@ class Sender:
             connection.close()
 
     def run(self, stop: threading.Event) -> None:
-        threads = [threading.Thread(target=self._loop, args=(stop,), daemon=True, name=f"smtp-{i}")
+        work: queue.Queue = queue.Queue(maxsize=self.concurrency)
+        threads = [threading.Thread(target=self._send_loop, args=(stop, work), daemon=True, name=f"smtp-{i}")
                    for i in range(self.concurrency)]
+        threads.append(threading.Thread(target=self._claim_loop, args=(stop, work), daemon=True, name="claim"))
         for thread in threads:
             thread.start()
         while not stop.wait(min(self.lease.total_seconds() / 2, 5.0)):

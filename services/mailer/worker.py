@@ -1,6 +1,7 @@
 """mailer's worker: plans deliveries from events and sends them."""
 from __future__ import annotations
 
+import os
 import sys
 from email.utils import parseaddr
 
@@ -24,6 +25,9 @@ def build_sender(runtime: Runtime) -> Sender:
 def main() -> int:
     runtime = Runtime.create(SERVICE, pool_size=12)
     logs.configure(SERVICE, runtime.config.log_level)
+    # Mail can wait a few seconds, a purchaser's click cannot: where the mailer shares CPUs with
+    # the web processes, it yields to them under contention and uses whatever they leave.
+    os.nice(runtime.config.mail_nice)
     runtime.migrate(MIGRATIONS)
     domain = parseaddr(runtime.config.mail_from)[1].rpartition("@")[2] or "cobuy.localhost"
     return worker.run(SERVICE, {
