@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.smtpsink import SmtpSink  # noqa: E402
+from shared.smtpsink import SmtpSink, parse_headers  # noqa: E402
 
 PG = os.environ.get("COBUY_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP = os.environ.get("COBUY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -88,7 +88,7 @@ class Bench:
         scheme, rest = AMQP.split("://", 1)
         self.amqp = f"{scheme}://{rest.split('/', 1)[0]}/{self.vhost}"
         self.mail = Mail()
-        self.sink = SmtpSink("127.0.0.1", 0 or 28025 + os.getpid() % 1000, on_message=self.mail)
+        self.sink = SmtpSink("127.0.0.1", 0 or 28025 + os.getpid() % 1000, on_message=self.mail, parse=parse_headers)
         self.port = 29000 + (os.getpid() % 90) * 10
         self.base = f"http://127.0.0.1:{self.port}"
         self.http = requests.Session()
@@ -181,10 +181,24 @@ class Bench:
             lambda pid: int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024)
 
     def cpu_by_component(self) -> dict[str, float]:
-        """CPU seconds (user + system) each component has used so far."""
+        """CPU seconds (user + system) each component has used so far, and the servers beside it."""
         tick = os.sysconf("SC_CLK_TCK")
-        return self._by_component(
-            lambda pid: sum(int(f) for f in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]) / tick)
+
+        def cpu(pid) -> float:
+            return sum(int(f) for f in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]) / tick
+
+        totals = self._by_component(cpu)
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                name = Path(f"/proc/{pid}/comm").read_text().strip()
+                server = {"postgres": "postgresql", "beam.smp": "rabbitmq", "wrk": "wrk"}.get(name)
+                if int(pid) == os.getpid():
+                    server = "bench (smtp sink)"
+                if server:
+                    totals[server] = round(totals.get(server, 0) + cpu(pid), 1)
+            except OSError:
+                continue
+        return totals
 
     @staticmethod
     def cpu_used(before: dict, after: dict) -> dict[str, float]:

@@ -9,22 +9,33 @@ import email.policy
 import threading
 import uuid
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Callable
 
 from aiosmtpd.controller import Controller
 
 
+def parse_whole(content: bytes) -> EmailMessage:
+    return email.message_from_bytes(content, policy=email.policy.default)
+
+
+def parse_headers(content: bytes) -> EmailMessage:
+    """Headers only, the body left unparsed: a fraction of the CPU, for a sink that counts mails."""
+    return BytesHeaderParser(policy=email.policy.default).parsebytes(content)
+
+
 class _Handler:
-    def __init__(self, folder: Path | None, on_message: Callable[[EmailMessage, list[str]], str | None] | None):
+    def __init__(self, folder: Path | None, on_message: Callable[[EmailMessage, list[str]], str | None] | None,
+                 parse: Callable[[bytes], EmailMessage]):
         self.folder = folder
         self.on_message = on_message
+        self.parse = parse
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server, session, envelope):
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         if self.on_message is not None:
-            verdict = self.on_message(message, list(envelope.rcpt_tos))
+            verdict = self.on_message(self.parse(envelope.content), list(envelope.rcpt_tos))
             if verdict:
                 return verdict
         if self.folder is not None:
@@ -41,8 +52,9 @@ class SmtpSink:
         port: int = 2525,
         folder: Path | None = None,
         on_message: Callable[[EmailMessage, list[str]], str | None] | None = None,
+        parse: Callable[[bytes], EmailMessage] = parse_whole,
     ):
-        self.controller = Controller(_Handler(folder, on_message), hostname=host, port=port)
+        self.controller = Controller(_Handler(folder, on_message, parse), hostname=host, port=port)
 
     @property
     def port(self) -> int:
