@@ -13,7 +13,7 @@ from shared import config as config_module, identity, logs, metrics
 from shared.problems import PROBLEM_JSON, Problem
 from shared.web import CORRELATION_HEADER, MAX_BODY
 
-from . import openapi, routing
+from . import cache, openapi, routing
 from .auth import KeyCache
 
 log = logging.getLogger("gateway")
@@ -32,6 +32,7 @@ class Gateway:
         self.config = config
         self.session: aiohttp.ClientSession | None = None
         self.keys = KeyCache(ttl_seconds=10.0)
+        self.pages = cache.MicroCache()
         self._openapi: tuple[float, dict] | None = None
 
     async def start(self, _app) -> None:
@@ -95,18 +96,29 @@ class Gateway:
                                headers={"WWW-Authenticate": "Bearer"})
             headers[identity.HEADER] = identity.sign(self.config.internal_secret, seller)
         url = f"{self.config.service_url(service)}{request.rel_url}"
-        try:
+
+        async def load() -> cache.Stored:
             async with self.session.request(request.method, url, headers=headers, data=body or None,
                                             allow_redirects=False) as upstream:
                 payload = await upstream.read()
-                out = {k: v for k, v in upstream.headers.items()
-                       if k.lower() not in HOP_BY_HOP and k.lower() != CORRELATION_HEADER.lower()}
-                out[CORRELATION_HEADER] = correlation
-                return web.Response(status=upstream.status, body=payload, headers=out)
+                kept = {k: v for k, v in upstream.headers.items()
+                        if k.lower() not in HOP_BY_HOP and k.lower() != CORRELATION_HEADER.lower()}
+                return cache.Stored(time.monotonic() + cache.lifetime(upstream.status, upstream.headers),
+                                    upstream.status, kept, payload)
+
+        try:
+            if request.method in ("GET", "HEAD") and not authorization:
+                stored, hit = await self.pages.fetch((request.method, str(request.rel_url)), load)
+            else:
+                stored, hit = await load(), False
         except asyncio.TimeoutError:
             return problem(504, "upstream_timeout", f"The {service} service did not answer in time.")
         except aiohttp.ClientError:
             return problem(502, "upstream_unavailable", f"The {service} service is unavailable.")
+        out = {**stored.headers, CORRELATION_HEADER: correlation}
+        if hit:
+            out["X-Cache"] = "HIT"
+        return web.Response(status=stored.status, body=stored.body, headers=out)
 
     # -- the gateway's own routes ----------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import requests
 from flask import Blueprint, abort, current_app, render_template, request
-from flask_wtf.csrf import CSRFError
+from flask_wtf.csrf import CSRFError, generate_csrf
 
 from shared import clock
 from shared.money import format_money
@@ -96,23 +96,12 @@ def price_chart(offer: dict) -> dict:
     }
 
 
-HOME_CACHE_SECONDS = 0.5
-_home_cache: dict[int, tuple[float, str]] = {}
-
-
 @pages_bp.get("/")
 def home():
-    """The same for every visitor (no form, no token): rendered at most twice a second per page.
-    The live counter polls the API, so the cache never delays what a visitor sees by more than that."""
+    """The same for every visitor (no form, no token): the gateway may keep it half a second
+    (gateway/cache.py). The live counter polls the API, so no visitor sees it older than that."""
     page = max(request.args.get("page", 1, type=int) or 1, 1)
-    cached = _home_cache.get(page)
-    if cached and time.monotonic() - cached[0] < HOME_CACHE_SECONDS:
-        return cached[1]
-    html = _render_home(page)
-    if len(_home_cache) > 1000:
-        _home_cache.clear()
-    _home_cache[page] = (time.monotonic(), html)
-    return html
+    return _render_home(page), {"Cache-Control": "public, max-age=0, s-maxage=1"}
 
 
 def _render_home(page: int) -> str:
@@ -133,11 +122,25 @@ def _load(offer_id: str) -> dict:
     return offer
 
 
+OFFER_PAGE_SECONDS = 0.5
+CSRF_SLOT = "\x00csrf\x00"  # no template output can contain it: autoescaping never emits NUL
+_offer_pages: dict[str, tuple[float, str]] = {}
+
+
 @pages_bp.get("/offers/<offer_id>")
 def offer_page(offer_id):
-    offer = _load(offer_id)
-    return render_template("offer.html", offer=offer, chart=price_chart(offer), progress=progress(offer),
-                           form={}, errors={})
+    """Rendered at most twice a second per offer, without its form token; each visitor's own
+    CSRF token goes into the slot (the live counter polls the API, as on the home page)."""
+    cached = _offer_pages.get(offer_id)
+    if cached is None or time.monotonic() - cached[0] >= OFFER_PAGE_SECONDS:
+        offer = _load(offer_id)
+        cached = (time.monotonic(), render_template(
+            "offer.html", offer=offer, chart=price_chart(offer), progress=progress(offer), form={}, errors={},
+            csrf_token=lambda: CSRF_SLOT))
+        if len(_offer_pages) > 1000:
+            _offer_pages.clear()
+        _offer_pages[offer_id] = cached
+    return cached[1].replace(CSRF_SLOT, generate_csrf()), {"Cache-Control": "private, no-cache"}
 
 
 @pages_bp.post("/offers/<offer_id>/reserve")

@@ -132,6 +132,29 @@ def test_home_page_shows_the_offer_with_its_condition_and_escapes_titles(cobuy):
     assert "UTC" in page
 
 
+def test_the_gateway_keeps_the_public_home_page_half_a_second_but_never_a_visitors_form(cobuy):
+    import re
+    import time
+
+    import requests
+
+    offer = cobuy.create_offer(cobuy.register_seller())
+    cobuy.home_showing(offer["id"])
+    first = requests.get(cobuy.url("/"))
+    second = requests.get(cobuy.url("/"))
+    assert first.status_code == second.status_code == 200 and second.headers.get("X-Cache") == "HIT"
+    assert "Set-Cookie" not in second.headers and second.text == first.text
+    time.sleep(0.6)
+    later = requests.get(cobuy.url("/"))
+    assert later.headers.get("X-Cache") is None  # kept no longer than half a second
+    tokens = set()
+    for _ in range(3):  # two visitors (fresh sessions) never share a form token or a session cookie
+        reply = requests.get(cobuy.url(f"/offers/{offer['id']}"))
+        assert reply.status_code == 200 and "X-Cache" not in reply.headers and "Set-Cookie" in reply.headers
+        tokens.add(re.search(r'name="csrf_token" value="([^"]+)"', reply.text).group(1))
+    assert len(tokens) == 3
+
+
 def test_openapi_document_describes_the_whole_api(cobuy):
     doc = cobuy.get("/api/v1/openapi.json").json()
     assert doc["openapi"].startswith("3.")

@@ -1,0 +1,81 @@
+"""A micro-cache at the edge, for public pages only (what nginx's proxy_cache does in front of
+a site, kept here because the gateway is the one door).
+
+An upstream response is kept when, and only as long as, it says so: status 200 to a GET or HEAD
+without credentials, `Cache-Control: public` with `s-maxage` (or `max-age`), no `Set-Cookie`, no
+`Vary` beyond `Accept-Encoding`; never longer than `MAX_SECONDS`. Concurrent misses for one key
+wait for a single upstream fetch, so a burst on a cold page costs one render.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+MAX_SECONDS = 0.5
+MAX_ENTRIES = 2000
+MAX_BODY = 512 * 1024
+
+
+@dataclass
+class Stored:
+    expires: float
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def lifetime(status: int, headers) -> float:
+    """Seconds a shared cache may keep this response (0: not at all)."""
+    if status != 200 or "Set-Cookie" in headers:
+        return 0.0
+    vary = {v.strip().lower() for v in headers.get("Vary", "").split(",") if v.strip()}
+    if vary - {"accept-encoding"}:
+        return 0.0
+    control = headers.get("Cache-Control", "").lower()
+    if "public" not in control or "no-store" in control or "private" in control:
+        return 0.0
+    found = re.search(r"s-maxage=(\d+)", control) or re.search(r"max-age=(\d+)", control)
+    return min(float(found.group(1)), MAX_SECONDS) if found else 0.0
+
+
+class MicroCache:
+    def __init__(self) -> None:
+        self._entries: dict[tuple, Stored] = {}
+        self._inflight: dict[tuple, asyncio.Future] = {}
+
+    def get(self, key: tuple) -> Stored | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.expires > time.monotonic():
+            return entry
+        return None
+
+    async def fetch(self, key: tuple, load: Callable[[], Awaitable[Stored]]) -> tuple[Stored, bool]:
+        """(response, hit). `load` fetches from upstream and sets `expires` (≤ now: do not keep).
+        Waiters share the fetched response only when it may be kept: anything else (a cookie, an
+        error) is one visitor's, and each waiter fetches its own."""
+        entry = self.get(key)
+        if entry is not None:
+            return entry, True
+        pending = self._inflight.get(key)
+        if pending is not None:
+            shared = await asyncio.shield(pending)
+            if shared is not None:
+                return shared, True
+            return await load(), False
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        entry = None
+        try:
+            entry = await load()
+        finally:
+            del self._inflight[key]
+            keep = entry is not None and entry.expires > time.monotonic() and len(entry.body) <= MAX_BODY
+            future.set_result(entry if keep else None)
+        if keep:
+            if len(self._entries) >= MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key] = entry
+        return entry, False

@@ -1,0 +1,74 @@
+"""The gateway's micro-cache: keeps only what says it is public, shares one fetch, never a cookie."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from multidict import CIMultiDict
+
+from gateway.cache import MAX_SECONDS, MicroCache, Stored, lifetime
+
+
+@pytest.mark.parametrize("status, headers, expected", [
+    (200, {"Cache-Control": "public, max-age=0, s-maxage=1"}, MAX_SECONDS),
+    (200, {"Cache-Control": "public, max-age=60"}, MAX_SECONDS),
+    (200, {"Cache-Control": "public, s-maxage=0"}, 0.0),
+    (200, {"Cache-Control": "private, no-cache"}, 0.0),
+    (200, {}, 0.0),
+    (200, {"Cache-Control": "public, s-maxage=1", "Set-Cookie": "session=abc"}, 0.0),
+    (200, {"Cache-Control": "public, s-maxage=1", "Vary": "Cookie"}, 0.0),
+    (200, {"Cache-Control": "public, s-maxage=1", "Vary": "Accept-Encoding"}, MAX_SECONDS),
+    (404, {"Cache-Control": "public, s-maxage=1"}, 0.0),
+])
+def test_only_public_successes_without_cookies_are_kept(status, headers, expected):
+    assert lifetime(status, CIMultiDict(headers)) == expected
+
+
+def _stored(ttl: float, body: bytes) -> Stored:
+    return Stored(time.monotonic() + ttl, 200, {}, body)
+
+
+def test_concurrent_misses_share_one_fetch_and_later_hits_need_none():
+    cache, calls = MicroCache(), []
+
+    async def load():
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return _stored(MAX_SECONDS, b"page")
+
+    async def burst():
+        return await asyncio.gather(*(cache.fetch(("GET", "/"), load) for _ in range(20)))
+
+    results = asyncio.run(burst())
+    assert len(calls) == 1 and all(stored.body == b"page" for stored, _ in results)
+    assert sum(hit for _, hit in results) == 19
+    assert cache.get(("GET", "/")) is not None
+
+
+def test_a_response_that_may_not_be_kept_is_never_handed_to_another_visitor():
+    cache, served = MicroCache(), iter(range(100))
+
+    async def load():
+        n = next(served)
+        await asyncio.sleep(0.02)
+        return _stored(0.0, f"visitor {n}".encode())  # e.g. it carried Set-Cookie
+
+    async def burst():
+        return await asyncio.gather(*(cache.fetch(("GET", "/offers/1"), load) for _ in range(5)))
+
+    bodies = [stored.body for stored, _ in asyncio.run(burst())]
+    assert len(set(bodies)) == 5
+    assert cache.get(("GET", "/offers/1")) is None
+
+
+def test_an_entry_expires():
+    cache = MicroCache()
+
+    async def load():
+        return _stored(0.05, b"x")
+
+    asyncio.run(cache.fetch(("GET", "/"), load))
+    assert cache.get(("GET", "/")) is not None
+    time.sleep(0.06)
+    assert cache.get(("GET", "/")) is None
