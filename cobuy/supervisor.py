@@ -89,7 +89,7 @@ def gunicorn_argv(component: str, workers: int, bind: str, reuse_port: bool = Fa
     if reuse_port:  # replicas share one port under `cobuy up`
         argv.append("--reuse-port")
     if component == "gateway":
-        return argv + ["--worker-class", "aiohttp.GunicornWebWorker", "gateway.app:create_app"]
+        return argv + ["--worker-class", "aiohttp.GunicornUVLoopWebWorker", "gateway.app:create_app"]
     return argv + ["--worker-class", "gthread", "--threads", "4", f"services.{component}.app:create_app()"]
 
 
