@@ -36,7 +36,8 @@ class UTCDateTime(TypeDecorator):
 
 def make_engine(url: str, schema: str, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                               pool_size=pool_size, max_overflow=pool_size * 2)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):

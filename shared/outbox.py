@@ -131,7 +131,10 @@ class Relay:
         return len(rows)
 
     def run(self, stop: threading.Event) -> None:
+        """Poll every `poll_seconds` while events flow; an idle relay stretches its wait to four
+        times that, so a quiet service costs a few queries a second, not twenty."""
         backoff = self.poll_seconds
+        idle = self.poll_seconds
         next_report = 0.0
         while not stop.is_set():
             try:
@@ -142,8 +145,11 @@ class Relay:
                     next_report = time.monotonic() + 5
                 published = self.relay_once()
                 backoff = self.poll_seconds
-                if not published:
-                    stop.wait(self.poll_seconds)
+                if published:
+                    idle = self.poll_seconds
+                else:
+                    stop.wait(idle)
+                    idle = min(idle * 1.5, self.poll_seconds * 4)
             except Exception:
                 log.exception("outbox relay failed; retrying in %.1fs", backoff)
                 self.publisher.reset()

@@ -5,7 +5,7 @@ import logging
 import threading
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock, metrics
@@ -141,15 +141,24 @@ def _reach_deadline(session: Session, offer) -> None:
     })
 
 
-def run_due_steps(sessions: sessionmaker[Session], limit: int = 100) -> int:
+def run_due_steps(sessions: sessionmaker[Session], limit: int = 100, horizon: float = 0.25) -> tuple[int, float]:
     """Claim due steps (SKIP LOCKED: each goes to one replica) and apply them in one transaction
-    with their outbox events, so a step is done exactly when its event is recorded."""
+    with their outbox events, so a step is done exactly when its event is recorded.
+
+    Returns (steps done, seconds until the next step is due, at most `horizon`): a replica
+    sleeps until the next known step instead of polling, and looks again within `horizon` for
+    steps that offers published meanwhile may have added.
+    """
     with sessions.begin() as session:
         now = db_now(session)
         due = session.execute(
             select(steps).where(steps.c.done_at.is_(None), steps.c.due_at <= now)
             .order_by(steps.c.due_at).limit(limit).with_for_update(skip_locked=True)
         ).all()
+        if not due:
+            upcoming = session.execute(select(func.min(steps.c.due_at)).where(steps.c.done_at.is_(None))).scalar()
+            wait = horizon if upcoming is None else (upcoming - now).total_seconds()
+            return 0, min(max(wait, 0.02), horizon)  # due but locked: another replica is on it
         for step in due:
             offer = find_offer(session, step.offer_id, for_update=True)
             if step.kind == "invite" and offer.status == "open":
@@ -159,19 +168,20 @@ def run_due_steps(sessions: sessionmaker[Session], limit: int = 100) -> int:
             session.execute(update(steps).where(steps.c.offer_id == step.offer_id, steps.c.kind == step.kind)
                             .values(done_at=now))
             metrics.STEP_LATENESS.labels(step.kind).observe(max((now - step.due_at).total_seconds(), 0))
-    return len(due)
+    return len(due), 0.0
 
 
 class Scheduler:
-    def __init__(self, sessions: sessionmaker[Session], tick_seconds: float = 0.1):
+    def __init__(self, sessions: sessionmaker[Session], horizon_seconds: float = 0.25):
         self.sessions = sessions
-        self.tick_seconds = tick_seconds
+        self.horizon_seconds = horizon_seconds
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
-                if run_due_steps(self.sessions) == 0:
-                    stop.wait(self.tick_seconds)
+                done, wait = run_due_steps(self.sessions, horizon=self.horizon_seconds)
+                if not done:
+                    stop.wait(wait)
             except Exception:
                 log.exception("scheduler tick failed; retrying")
                 stop.wait(1.0)

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from email.utils import parseaddr
 
-from shared import logs, worker
+from shared import config as config_module, logs, worker
 from shared.runtime import Runtime
 
 from . import SERVICE
@@ -37,7 +37,9 @@ def lower_priority(nice: int) -> None:
 
 
 def main() -> int:
-    runtime = Runtime.create(SERVICE, pool_size=12)
+    config = config_module.get()
+    # Each sender thread holds a connection; the claimer, the consumer and the reclaimer need more.
+    runtime = Runtime.create(SERVICE, config, pool_size=config.mail_concurrency + 4)
     logs.configure(SERVICE, runtime.config.log_level)
     # Mail can wait a few seconds, a purchaser's click cannot: where the mailer shares CPUs with
     # the web processes, it yields to them under contention and uses whatever they leave.
