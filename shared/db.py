@@ -102,6 +102,9 @@ def is_disconnect(exc: BaseException) -> bool:
 
 
 def is_postgres(bind) -> bool:
+    """bind: an Engine, a Connection or a Session."""
+    if isinstance(bind, Session):
+        bind = bind.get_bind()
     return bind.dialect.name == "postgresql"
 
 
@@ -111,7 +114,7 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def dialect_insert(session: Session, table):
     """An INSERT that knows ON CONFLICT, in the session's dialect (PostgreSQL or SQLite)."""
-    return (postgresql if is_postgres(session.get_bind()) else sqlite).insert(table)
+    return (postgresql if is_postgres(session) else sqlite).insert(table)
 
 
 def insert_ignore(session: Session, table, values: dict, index_elements: list[str]) -> bool:
@@ -126,7 +129,7 @@ def insert_ignore(session: Session, table, values: dict, index_elements: list[st
 
 def db_now(session: Session) -> datetime:
     """The database's clock where it has one (PostgreSQL), else the process clock."""
-    if is_postgres(session.get_bind()):
+    if is_postgres(session):
         return session.execute(text("SELECT clock_timestamp()")).scalar_one()
     return clock.now()
 
@@ -139,7 +142,7 @@ def lock_key(*parts: str) -> int:
 
 def advisory_lock(session: Session, key: int, shared: bool = False) -> None:
     """Transaction-scoped advisory lock (PostgreSQL); SQLite's BEGIN IMMEDIATE already serialises."""
-    if is_postgres(session.get_bind()):
+    if is_postgres(session):
         fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         session.execute(text(f"SELECT {fn}(:k)"), {"k": key})
 
