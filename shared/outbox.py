@@ -131,8 +131,8 @@ class Relay:
         return len(rows)
 
     def run(self, stop: threading.Event) -> None:
-        """Poll every `poll_seconds` while events flow; an idle relay stretches its wait to four
-        times that, so a quiet service costs a few queries a second, not twenty."""
+        """Poll every `poll_seconds` while events flow; an idle relay stretches its wait to twice
+        that, so a quiet service costs ten queries a second, not twenty."""
         backoff = self.poll_seconds
         idle = self.poll_seconds
         next_report = 0.0
@@ -149,7 +149,7 @@ class Relay:
                     idle = self.poll_seconds
                 else:
                     stop.wait(idle)
-                    idle = min(idle * 1.5, self.poll_seconds * 4)
+                    idle = min(idle * 1.5, self.poll_seconds * 2)
             except Exception:
                 log.exception("outbox relay failed; retrying in %.1fs", backoff)
                 self.publisher.reset()

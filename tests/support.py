@@ -150,8 +150,12 @@ class Cobuy:
 
     def home_showing(self, *texts: str, timeout: float = 3.0) -> str:
         """The home page once it shows every text (it is re-rendered at most twice a second)."""
-        return wait_for(lambda: (lambda page: page if all(t in page for t in texts) else None)(self.get("/").text),
-                        timeout, what=f"the home page to show {texts}")
+        return self.page_showing("/", *texts, timeout=timeout)
+
+    def page_showing(self, path: str, *texts: str, timeout: float = 3.0) -> str:
+        """A page once it shows every text (pages are re-rendered at most twice a second)."""
+        return wait_for(lambda: (lambda page: page if all(t in page for t in texts) else None)(self.get(path).text),
+                        timeout, what=f"{path} to show {texts}")
 
     def wait_offer(self, offer_id: str, predicate: Callable[[dict], bool], timeout: float = 10.0,
                    what: str = "") -> dict:
