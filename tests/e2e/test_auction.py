@@ -89,7 +89,8 @@ def test_invitation_goes_once_to_every_other_seller_with_count_and_price(cobuy, 
     assert sorted(m.to for m in mails) == sorted(expected)  # each other seller exactly once, not the holder
     assert {o["email"] for o in others} <= expected
     sample = next(m for m in mails if m.to == others[0]["email"])
-    assert "Reservations so far:  2" in sample.text and "3 reservations" in sample.text
+    counted = [line.strip() for line in sample.text.splitlines() if "Reservations so far" in line]
+    assert counted == ["Reservations so far:  2"] and "3 reservations" in sample.text, counted
     assert f"/api/v1/offers/{offer['id']}/counter-offers" in sample.text
     assert datetime.fromisoformat(invited["closes_at"]).strftime("%Y-%m-%d %H:%M:%S UTC") in sample.text
 
