@@ -31,6 +31,7 @@ class Config:
     service_urls: dict[str, str] = field(default_factory=dict)
     exchange_prefix: str = "cobuy"
     relay_poll_seconds: float = 0.05
+    outbox_retention_days: float = 7.0
     mail_lease_seconds: float = 30.0
     mail_concurrency: int = 16
     mail_nice: int = 10
@@ -105,6 +106,7 @@ def load() -> Config:
         service_urls=service_urls,
         exchange_prefix=_env("COBUY_EXCHANGE_PREFIX", "cobuy"),
         relay_poll_seconds=float(_env("COBUY_RELAY_POLL_SECONDS", "0.05")),
+        outbox_retention_days=float(_env("COBUY_OUTBOX_RETENTION_DAYS", "7")),
         mail_lease_seconds=float(_env("COBUY_MAIL_LEASE_SECONDS", "30")),
         mail_concurrency=int(_env("COBUY_MAIL_CONCURRENCY", "16")),
         mail_nice=int(_env("COBUY_MAIL_NICE", "10")),

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 from sqlalchemy import (
@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     func,
     select,
     update,
@@ -98,6 +99,7 @@ class Relay:
         poll_seconds: float = 0.05,
         batch_size: int = 200,
         after_publish: Callable[[list[Envelope]], None] | None = None,
+        retention: timedelta = timedelta(days=7),
     ):
         self.sessions = sessions
         self.outbox = outbox
@@ -105,6 +107,7 @@ class Relay:
         self.poll_seconds = poll_seconds
         self.batch_size = batch_size
         self.after_publish = after_publish
+        self.retention = retention
 
     def relay_once(self) -> int:
         """Publish one batch; returns how many events went out."""
@@ -142,6 +145,7 @@ class Relay:
                     report = self.status()
                     metrics.OUTBOX_PENDING.set(report["pending"])
                     metrics.OUTBOX_LAG.set(report["oldest_age_seconds"])
+                    self.prune()
                     next_report = time.monotonic() + 5
                 published = self.relay_once()
                 backoff = self.poll_seconds
@@ -155,6 +159,15 @@ class Relay:
                 self.publisher.reset()
                 stop.wait(backoff)
                 backoff = min(backoff * 2 or 0.1, 5.0)
+
+    def prune(self, limit: int = 1000) -> int:
+        """Forget events published longer ago than the retention, a bounded bite at a time, so the
+        outbox stays the size of a week's traffic. Unsent events are never touched."""
+        with self.sessions.begin() as session:
+            cutoff = db_now(session) - self.retention
+            old = (select(self.outbox.c.seq).where(self.outbox.c.sent_at < cutoff)
+                   .order_by(self.outbox.c.seq).limit(limit))
+            return session.execute(delete(self.outbox).where(self.outbox.c.seq.in_(old.scalar_subquery()))).rowcount
 
     def status(self) -> dict:
         unsent = self.outbox.c.sent_at.is_(None)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
@@ -43,7 +44,8 @@ class Runtime:
 
     def relay(self, outbox: Table, after_publish: Callable[[list[Envelope]], None] | None = None) -> Relay:
         return Relay(
-            self.sessions, outbox, Publisher(self.bus), self.config.relay_poll_seconds, after_publish=after_publish
+            self.sessions, outbox, Publisher(self.bus), self.config.relay_poll_seconds, after_publish=after_publish,
+            retention=timedelta(days=self.config.outbox_retention_days),
         )
 
     def rate_limiter(self, table: Table):
