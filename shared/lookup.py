@@ -6,8 +6,11 @@ had come. The event, arriving later, finds the offer known and changes nothing.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import requests
 
+from shared import config as config_module
 from shared.config import Config
 
 _http = requests.Session()
@@ -21,3 +24,16 @@ def published_offer(config: Config, offer_id: str) -> dict | None:
         return None
     reply.raise_for_status()
     return reply.json()
+
+
+def learn_if_unknown(session, offer_id: str, find: Callable, remember: Callable) -> bool:
+    """For an event about an offer this service has not heard of yet (it overtook OfferPublished:
+    another producer, another queue): learn the offer as published, in the caller's transaction.
+    False when catalog has no such offer either."""
+    if find(session, offer_id) is not None:
+        return True
+    published = published_offer(config_module.get(), offer_id)
+    if published is None:
+        return False
+    remember(session, published)
+    return True

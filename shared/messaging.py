@@ -121,7 +121,7 @@ class Publisher:
             on_return = None
             if not self.bus.embedded:
                 channel.confirm_select()
-                channel.events["basic_ack"].add(self._on_ack)
+                channel.events["basic_ack"].add(self._settle)
                 channel.events["basic_nack"].add(self._on_nack)
                 self._next_tag, self._unconfirmed, self._nacked = 1, set(), False
                 on_return = self._on_return
@@ -137,9 +137,6 @@ class Publisher:
             self._unconfirmed = {t for t in self._unconfirmed if t > delivery_tag}
         else:
             self._unconfirmed.discard(delivery_tag)
-
-    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
-        self._settle(delivery_tag, multiple)
 
     def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
         self._nacked = True

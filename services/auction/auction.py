@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import clock, config as config_module, lookup, metrics
+from shared import clock, lookup, metrics
 from shared.db import db_now, insert_ignore
 from shared.envelope import Envelope
 from shared.outbox import record_event
@@ -115,13 +115,9 @@ def counter_offer(session: Session, offer_id: str, seller: dict, unit_price: int
 
 def on_count_changed(session: Session, event: Envelope) -> None:
     data = event.data
-    if find_offer(session, data["offer_id"]) is None:
-        # The count comes by another relay and another queue than OfferPublished, and can overtake
-        # it: learn the offer from catalog first, or the count would be lost.
-        published = lookup.published_offer(config_module.get(), data["offer_id"])
-        if published is None:
-            return
-        remember_offer(session, published)
+    # The count can overtake OfferPublished: without the offer, the count would be lost.
+    if not lookup.learn_if_unknown(session, data["offer_id"], find_offer, remember_offer):
+        return
     session.execute(update(offers).where(offers.c.id == data["offer_id"], offers.c.count_version < data["version"])
                     .values(reservation_count=data["count"], count_version=data["version"]))
 

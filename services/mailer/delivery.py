@@ -147,12 +147,17 @@ class Sender:
         connection.commit()
         return changed
 
+    @staticmethod
+    def _still_claimed(rows: list[dict]):
+        """Rows of one claim that nobody has taken over since (the claim time is theirs alone)."""
+        return (deliveries.c.id.in_([r["id"] for r in rows]), deliveries.c.state == "claimed",
+                deliveries.c.claimed_at == rows[0]["claimed_at"])
+
     def _start(self, connection: Connection, row: dict) -> bool:
         """`claimed` → `sending`, committed before SMTP: from here the mail is in the ambiguous
         window. False when the claim was lost (the lease ran out and someone else took it)."""
-        return self._write(connection, update(deliveries).where(
-            deliveries.c.id == row["id"], deliveries.c.state == "claimed", deliveries.c.claimed_at == row["claimed_at"]
-        ).values(state="sending", attempts=deliveries.c.attempts + 1))
+        return self._write(connection, update(deliveries).where(*self._still_claimed([row]))
+                           .values(state="sending", attempts=deliveries.c.attempts + 1))
 
     def _record(self, connection: Connection, row: dict, state: str, error: str | None = None) -> None:
         values: dict = {"state": state, "last_error": error}
@@ -165,10 +170,7 @@ class Sender:
 
     def _release(self, connection: Connection, rows: list[dict]) -> None:
         """Claimed rows this thread will not get to in time go back for anyone to take."""
-        for row in rows:
-            self._write(connection, update(deliveries).where(
-                deliveries.c.id == row["id"], deliveries.c.state == "claimed",
-                deliveries.c.claimed_at == row["claimed_at"]).values(state="pending"))
+        self._write(connection, update(deliveries).where(*self._still_claimed(rows)).values(state="pending"))
 
     def deliver(self, rows: list[dict], smtp: smtplib.SMTP | None, connection: Connection | None = None,
                 claimed: float | None = None) -> smtplib.SMTP | None:

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import clock, config as config_module, lookup, metrics
+from shared import clock, lookup, metrics
 from shared.db import advisory_lock, insert_ignore, lock_key
 from shared.envelope import Envelope
 from shared.outbox import record_event
@@ -59,13 +59,9 @@ def on_offer_published(session: Session, event: Envelope) -> None:
 
 def on_offer_intercepted(session: Session, event: Envelope) -> None:
     data, condition = event.data, event.data["condition"]
-    if find_offer(session, data["offer_id"]) is None:
-        # An interception can overtake OfferPublished (another producer, another queue): learn the
-        # offer as published first, or the later OfferPublished would restore the old condition.
-        published = lookup.published_offer(config_module.get(), data["offer_id"])
-        if published is None:
-            return
-        remember_offer(session, published)
+    # An interception can overtake OfferPublished, which would then restore the old condition.
+    if not lookup.learn_if_unknown(session, data["offer_id"], find_offer, remember_offer):
+        return
     session.execute(
         update(offers)
         .where(offers.c.id == data["offer_id"], offers.c.condition_version < data["version"])
