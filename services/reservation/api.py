@@ -58,10 +58,8 @@ class OfferReservations(MethodView):
         for attempt in range(3):
             try:
                 with runtime.sessions.begin() as session:
-                    reservation, created = use_cases.reserve(
-                        session, offer_id, body["name"], body["email"], idempotency_key,
-                        runtime.config.internal_secret)
-                return reservation, 201 if created else 200
+                    return use_cases.reserve(session, offer_id, body["name"], body["email"], idempotency_key,
+                                             runtime.config.internal_secret)
             except use_cases.OfferUnknown:
                 if attempt:
                     raise Problem(404, "offer_not_found", "No such offer.") from None

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import uuid
 from datetime import datetime
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock, lookup, metrics
@@ -23,7 +23,7 @@ from shared.outbox import record_event
 from shared.problems import Problem
 
 from . import SERVICE
-from .tables import offers, outbox, reservations, tallies
+from .tables import idempotency_keys, offers, outbox, reservations, tallies
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +104,16 @@ class OfferUnknown(Exception):
     """The offer's OfferPublished event has not reached reservation yet (or there is no such offer)."""
 
 
+def request_fingerprint(name: str, email: str) -> str:
+    """What an Idempotency-Key is bound to: the request as it was understood (the e-mail in any case)."""
+    canonical = json.dumps({"name": name, "email": email.lower()}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def reserve(session: Session, offer_id: str, name: str, email: str, idempotency_key: str | None,
-            secret: str) -> tuple[dict, bool]:
-    """Returns (reservation, created). A repeat for the same e-mail returns the existing one.
+            secret: str) -> tuple[dict, int]:
+    """Returns (reservation, HTTP status): 201 when this request made the reservation active, 200 for
+    a repeat of an active one. A replayed Idempotency-Key gets the first answer, status included.
 
     The hot path is five statements: the shared lock, the offer, the insert, the event, COMMIT.
     """
@@ -114,42 +121,70 @@ def reserve(session: Session, offer_id: str, name: str, email: str, idempotency_
     offer = find_offer(session, offer_id)
     if offer is None:
         raise OfferUnknown(offer_id)
+    fingerprint = request_fingerprint(name, email)
+    if idempotency_key:
+        first_answer = _replay(session, offer_id, idempotency_key, fingerprint, secret)
+        if first_answer is not None:
+            return first_answer
     if _is_closed(offer):
         metrics.RESERVATIONS.labels("closed").inc()
         raise Problem(409, "offer_closed", "This offer is closed to reservations.")
-    if idempotency_key:
-        earlier = session.execute(select(reservations).where(
-            reservations.c.offer_id == offer_id, reservations.c.idempotency_key == idempotency_key)).first()
-        if earlier is not None:
-            return _reservation_dict(earlier, secret), False
+    reservation, status = _reserve(session, offer, name, email, secret)
+    if idempotency_key and not insert_ignore(session, idempotency_keys, {
+            "offer_id": offer_id, "key": idempotency_key, "fingerprint": fingerprint,
+            "reservation_id": reservation["id"], "status_code": status, "created_at": clock.now()},
+            ["offer_id", "key"]):
+        # Another request with this key committed while this one worked: its answer is the answer
+        # (or a mismatch, which rolls back what this one did).
+        return _replay(session, offer_id, idempotency_key, fingerprint, secret)
+    return reservation, status
+
+
+def _replay(session: Session, offer_id: str, key: str, fingerprint: str, secret: str) -> tuple[dict, int] | None:
+    """The first answer given to this key, or None if the key is new. Another body: 422, and
+    nothing of the first reservation in it."""
+    bound = session.execute(select(idempotency_keys).where(
+        idempotency_keys.c.offer_id == offer_id, idempotency_keys.c.key == key)).first()
+    if bound is None:
+        return None
+    if not hmac.compare_digest(bound.fingerprint, fingerprint):
+        raise Problem(422, "idempotency_key_mismatch",
+                      "This Idempotency-Key was first sent with another request body; use a new key.")
+    row = session.execute(select(reservations).where(reservations.c.id == bound.reservation_id)).one()
+    return _reservation_dict(row, secret), bound.status_code
+
+
+def _reserve(session: Session, offer, name: str, email: str, secret: str) -> tuple[dict, int]:
+    """One reservation per (offer, e-mail). Each state change is one conditional statement, so of
+    many identical requests at once exactly one changes the state and records the event."""
     email_key = email.lower()
     reservation_id = str(uuid.uuid4())
-    try:
-        inserted = insert_ignore(session, reservations, {
-            "id": reservation_id, "offer_id": offer_id, "name": name, "email": email, "email_key": email_key,
-            "status": "active", "idempotency_key": idempotency_key, "created_at": clock.now(),
-        }, ["offer_id", "email_key"])
-    except IntegrityError:  # the other unique key: this Idempotency-Key names another e-mail
-        raise Problem(409, "idempotency_key_reused", "This Idempotency-Key was used for another reservation.") from None
-    if inserted:
+    if insert_ignore(session, reservations, {
+        "id": reservation_id, "offer_id": offer.id, "name": name, "email": email, "email_key": email_key,
+        "status": "active", "created_at": clock.now(),
+    }, ["offer_id", "email_key"]):
         _accepted_event(session, offer, reservation_id, name, email, secret)
         metrics.RESERVATIONS.labels("accepted").inc()
-        return {"id": reservation_id, "offer_id": offer_id, "status": "active",
-                "cancel_token": cancel_token(secret, reservation_id)}, True
-    existing = session.execute(select(reservations).where(
-        reservations.c.offer_id == offer_id, reservations.c.email_key == email_key)).one()
-    if existing.status == "active":
-        metrics.RESERVATIONS.labels("repeat").inc()
-        return _reservation_dict(existing, secret), False
+        return {"id": reservation_id, "offer_id": offer.id, "status": "active",
+                "cancel_token": cancel_token(secret, reservation_id)}, 201
+    this_one = (reservations.c.offer_id == offer.id, reservations.c.email_key == email_key)
     # Cancelled earlier, reserving again: the same reservation becomes active again.
-    session.execute(update(reservations).where(reservations.c.id == existing.id)
-                    .values(status="active", cancelled_at=None, name=name, created_at=clock.now()))
-    _accepted_event(session, offer, existing.id, name, email, secret)
-    metrics.RESERVATIONS.labels("accepted").inc()
-    return {**_reservation_dict(existing, secret), "status": "active"}, True
+    reactivated = session.execute(
+        update(reservations).where(*this_one, reservations.c.status == "cancelled")
+        .values(status="active", cancelled_at=None, name=name, created_at=clock.now())
+        .returning(*reservations.c)
+    ).first()
+    if reactivated is not None:
+        _accepted_event(session, offer, reactivated.id, name, email, secret)
+        metrics.RESERVATIONS.labels("accepted").inc()
+        return _reservation_dict(reactivated, secret), 201
+    metrics.RESERVATIONS.labels("repeat").inc()
+    return _reservation_dict(session.execute(select(reservations).where(*this_one)).one(), secret), 200
 
 
 def cancel(session: Session, reservation_id: str, token: str | None, secret: str) -> None:
+    """Cancel once: of many cancels at once, the one whose UPDATE changed the status records the
+    event (and so the one mail); the others find it cancelled and answer the same 204."""
     row = session.execute(select(reservations).where(reservations.c.id == reservation_id)).first()
     if row is None:
         raise Problem(404, "reservation_not_found", "No such reservation.")
@@ -159,13 +194,15 @@ def cancel(session: Session, reservation_id: str, token: str | None, secret: str
     offer = find_offer(session, row.offer_id)
     if _is_closed(offer):
         raise Problem(409, "offer_closed", "The offer is closed: reservations can no longer be cancelled.")
-    row = session.execute(select(reservations).where(reservations.c.id == reservation_id)).one()
-    if row.status == "cancelled":
+    cancelled = session.execute(
+        update(reservations).where(reservations.c.id == reservation_id, reservations.c.status == "active")
+        .values(status="cancelled", cancelled_at=clock.now()).returning(*reservations.c)
+    ).first()
+    if cancelled is None:
         return
-    session.execute(update(reservations).where(reservations.c.id == reservation_id)
-                    .values(status="cancelled", cancelled_at=clock.now()))
     record_event(session, outbox, SERVICE, "ReservationCancelled", {
-        "reservation_id": row.id, "offer_id": row.offer_id, "name": row.name, "email": row.email,
+        "reservation_id": cancelled.id, "offer_id": cancelled.offer_id, "name": cancelled.name,
+        "email": cancelled.email,
         "offer": {"title": offer.title, "currency": offer.currency, "closes_at": clock.iso(offer.closes_at)},
     })
     metrics.RESERVATIONS.labels("cancelled").inc()

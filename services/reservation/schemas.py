@@ -1,6 +1,10 @@
-from marshmallow import RAISE, Schema, fields
+import re
+
+from marshmallow import RAISE, Schema, fields, validate
 
 from shared.validation import Email, Text
+
+IDEMPOTENCY_KEY = re.compile(r"\A[\x20-\x7e]{1,255}\Z")
 
 
 class ReservationCreateSchema(Schema):
@@ -34,7 +38,11 @@ class IdempotencyHeaderSchema(Schema):
     class Meta:
         unknown = "exclude"
 
-    idempotency_key = fields.String(data_key="Idempotency-Key", load_default=None)
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key", load_default=None,
+        validate=validate.Regexp(IDEMPOTENCY_KEY, error="1 to 255 printable ASCII characters."),
+        metadata={"description": "Retries with the same key and body return the first answer; "
+                                 "the same key with another body is 422 idempotency_key_mismatch."})
 
 
 class CancelHeaderSchema(Schema):

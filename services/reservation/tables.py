@@ -33,12 +33,25 @@ reservations = Table(
     Column("email", String(254), nullable=False),
     Column("email_key", String(254), nullable=False),
     Column("status", String(10), nullable=False),
-    Column("idempotency_key", String(200), nullable=True),
+    Column("idempotency_key", String(200), nullable=True),  # no longer written: see idempotency_keys
     Column("created_at", UTCDateTime, nullable=False),
     Column("cancelled_at", UTCDateTime, nullable=True),
     UniqueConstraint("offer_id", "email_key", name="uq_reservation_offer_email"),
     UniqueConstraint("offer_id", "idempotency_key", name="uq_reservation_idempotency"),
     Index("ix_reservations_offer_status", "offer_id", "status"),
+)
+
+# Each Idempotency-Key, bound to the request it first came with (IETF Idempotency-Key draft):
+# a repeat with the same fingerprint gets the first answer, another body a 422.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("offer_id", String(36), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("reservation_id", String(36), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 # The derived count, refreshed after reservation events are published (never per request).

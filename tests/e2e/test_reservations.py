@@ -21,15 +21,6 @@ def test_reserving_returns_201_then_200_for_the_same_email_in_any_case(cobuy):
     assert cobuy.offer(offer["id"])["reservation_count"] == 1
 
 
-def test_idempotency_key_returns_the_first_reservation(cobuy):
-    offer = cobuy.create_offer(cobuy.register_seller())
-    key = {"Idempotency-Key": "retry-123"}
-    first = cobuy.reserve(offer["id"], unique_email(), headers=key)
-    second = cobuy.reserve(offer["id"], unique_email(), headers=key)
-    assert first.status_code == 201 and second.status_code == 200
-    assert second.json()["id"] == first.json()["id"]
-
-
 def test_reservation_confirmation_mail_has_the_facts_and_a_working_cancel_link(cobuy, mailbox):
     offer = cobuy.create_offer(cobuy.register_seller(), title="Espresso machine", unit_price=25000,
                                minimum_reservations=4)
