@@ -36,7 +36,7 @@ class UTCDateTime(TypeDecorator):
 
 def make_engine(url: str, schema: str, pool_size: int = 5) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, hide_parameters=True,
                                pool_size=pool_size, max_overflow=pool_size * 2)
 
         @event.listens_for(engine, "connect")
@@ -58,6 +58,7 @@ def make_engine(url: str, schema: str, pool_size: int = 5) -> Engine:
     engine = create_engine(
         url,
         connect_args={"options": f"-c search_path={schema}"},
+        hide_parameters=True,  # a failed statement's message reaches logs and dead-letter headers
         pool_size=pool_size,
         max_overflow=pool_size * 2,
         pool_recycle=1800,

@@ -4,13 +4,15 @@ Temporary failures (4xx, refused connection, time-outs) go back to `pending` wit
 permanent ones (5xx) are `failed` without blocking the rest. A row left in `sending` by a
 crashed sender is the one ambiguous window (the server may have accepted it and its 250
 never reached us, RFC 1047): after the lease it is sent again, with the same Message-ID.
-See docs/mail-delivery.md.
+A live sender renews the lease of the mail it is sending, however slow the server, and every
+write after the claim is fenced by the claim's token. See docs/mail-delivery.md.
 """
 from __future__ import annotations
 
 import json
 import logging
 import queue
+import secrets
 import smtplib
 import socket
 import threading
@@ -18,7 +20,7 @@ import time
 from email.policy import compat32
 from datetime import timedelta
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock, metrics
@@ -57,12 +59,15 @@ class Sender:
         self.batch_size = batch_size
         self._contexts: dict[str, dict] = {}  # batch id -> what the event says; never changes
         self._contexts_lock = threading.Lock()
+        self._sending: set[str] = set()  # claim tokens of the batches sender threads are working on
+        self._sending_lock = threading.Lock()
 
     # -- claiming --------------------------------------------------------------------------------
 
     def claim(self) -> list[dict]:
         """Mark up to `batch_size` due mails `claimed` in one statement (not sent yet, so a crash
         here costs nothing but the lease); each becomes `sending` only right before its SMTP."""
+        token = secrets.token_hex(16)
         with self.sessions.begin() as session:
             now = db_now(session)
             due = (select(deliveries.c.id)
@@ -70,7 +75,7 @@ class Sender:
                    .order_by(deliveries.c.id).limit(self.batch_size).with_for_update(skip_locked=True))
             rows = session.execute(
                 update(deliveries).where(deliveries.c.id.in_(due.scalar_subquery()))
-                .values(state="claimed", claimed_at=now).returning(*deliveries.c)
+                .values(state="claimed", claimed_at=now, claim_token=token).returning(*deliveries.c)
             ).all()
             if not rows:
                 return []
@@ -93,8 +98,9 @@ class Sender:
         return known
 
     def reclaim_abandoned(self) -> int:
-        """Rows a dead sender left `claimed` (never sent) or `sending` (perhaps sent) past the lease
-        go out again, with the same Message-ID."""
+        """Rows whose lease ran out go out again, with the same Message-ID: `claimed` ones were
+        never sent; `sending` ones were perhaps sent, by a sender that stopped renewing its lease
+        (dead, or cut off from the database for a whole lease)."""
         with self.sessions.begin() as session:
             now = db_now(session)
             stale = deliveries.c.claimed_at < now - self.lease
@@ -117,12 +123,19 @@ class Sender:
         host, port = self.smtp_address
         return smtplib.SMTP(host, port, timeout=15)
 
+    def _render(self, row: dict) -> bytes:
+        try:
+            message = self.renderer.render(row["template"], row["context"], row["recipient"],
+                                           row["recipient_name"], json.loads(row["extra"]), row["message_id"])
+            return message.as_bytes(policy=WIRE)
+        except Exception as exc:  # the same row renders the same way next time: never retry it
+            raise PermanentFailure(f"cannot render: {type(exc).__name__}: {exc}") from None
+
     def _send(self, smtp: smtplib.SMTP | None, row: dict) -> smtplib.SMTP:
-        message = self.renderer.render(row["template"], row["context"], row["recipient"], row["recipient_name"],
-                                       json.loads(row["extra"]), row["message_id"])
+        message = self._render(row)
         try:
             smtp = smtp or self._connect()
-            smtp.sendmail(self.renderer.envelope_from, [row["recipient"]], message.as_bytes(policy=WIRE))
+            smtp.sendmail(self.renderer.envelope_from, [row["recipient"]], message)
             return smtp
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
@@ -142,22 +155,33 @@ class Sender:
         return connection
 
     @staticmethod
-    def _write(connection: Connection, statement) -> bool:
-        changed = connection.execute(statement.returning(deliveries.c.id)).first() is not None
+    def _write(connection: Connection, statement) -> int:
+        changed = len(connection.execute(statement.returning(deliveries.c.id)).all())
         connection.commit()
         return changed
 
     @staticmethod
-    def _still_claimed(rows: list[dict]):
-        """Rows of one claim that nobody has taken over since (the claim time is theirs alone)."""
-        return (deliveries.c.id.in_([r["id"] for r in rows]), deliveries.c.state == "claimed",
-                deliveries.c.claimed_at == rows[0]["claimed_at"])
+    def _now(connection: Connection):
+        """The database's clock, as reclaim_abandoned reads it, within the same statement."""
+        return func.clock_timestamp() if is_postgres(connection) else clock.now()
+
+    @staticmethod
+    def _ours(rows: list[dict], *states: str):
+        """Rows of this claim in one of `states`: only a new claim changes the token, so this fences
+        off a sender whose lease ran out and whose rows were taken over since."""
+        return (deliveries.c.id.in_([r["id"] for r in rows]), deliveries.c.claim_token == rows[0]["claim_token"],
+                deliveries.c.state.in_(states))
 
     def _start(self, connection: Connection, row: dict) -> bool:
         """`claimed` → `sending`, committed before SMTP: from here the mail is in the ambiguous
-        window. False when the claim was lost (the lease ran out and someone else took it)."""
-        return self._write(connection, update(deliveries).where(*self._still_claimed([row]))
-                           .values(state="sending", attempts=deliveries.c.attempts + 1))
+        window, and its lease counts from now. False when the claim was lost (the lease ran out)."""
+        started = self._write(connection, update(deliveries).where(*self._ours([row], "claimed"))
+                              .values(state="sending", attempts=deliveries.c.attempts + 1,
+                                      claimed_at=self._now(connection)))
+        if not started:
+            log.info("mail %s to %s lost its claim before sending; left to whoever holds it now",
+                     row["template"], row["recipient"])
+        return bool(started)
 
     def _record(self, connection: Connection, row: dict, state: str, error: str | None = None) -> None:
         values: dict = {"state": state, "last_error": error}
@@ -165,12 +189,32 @@ class Sender:
             values["sent_at"] = clock.now()
         elif state == "pending":
             values["next_attempt_at"] = clock.now() + backoff(row["attempts"])
-        self._write(connection, update(deliveries).where(deliveries.c.id == row["id"]).values(**values))
+        # Still `pending` with our token: the lease ran out but nobody took the mail over yet, and
+        # what we know (sent, or why not) is the truth; recording it saves a needless second send.
+        ours = self._ours([row], "sending", "pending")
+        if not self._write(connection, update(deliveries).where(*ours).values(**values)):
+            log.warning("mail %s to %s lost its claim while sending (lease ran out); not recording it %s",
+                        row["template"], row["recipient"], state)
+            return
         metrics.MAILS.labels({"pending": "retry"}.get(state, state)).inc()
 
     def _release(self, connection: Connection, rows: list[dict]) -> None:
         """Claimed rows this thread will not get to in time go back for anyone to take."""
-        self._write(connection, update(deliveries).where(*self._still_claimed(rows)).values(state="pending"))
+        released = self._write(connection, update(deliveries).where(*self._ours(rows, "claimed"))
+                               .values(state="pending"))
+        if released < len(rows):
+            log.info("%d of %d mails to release had lost their claim already", len(rows) - released, len(rows))
+
+    def renew(self, connection: Connection) -> int:
+        """Push back the lease of every mail this process is sending: a slow server is not a
+        dead sender. Only a sender that stops renewing (dead, or cut off) loses its mail."""
+        with self._sending_lock:
+            tokens = list(self._sending)
+        if not tokens:
+            return 0
+        return self._write(connection, update(deliveries)
+                           .where(deliveries.c.state == "sending", deliveries.c.claim_token.in_(tokens))
+                           .values(claimed_at=self._now(connection)))
 
     def deliver(self, rows: list[dict], smtp: smtplib.SMTP | None, connection: Connection | None = None,
                 claimed: float | None = None) -> smtplib.SMTP | None:
@@ -178,6 +222,9 @@ class Sender:
         own = connection is None
         connection = connection or self._connection()
         started = claimed or time.monotonic()
+        token = rows[0]["claim_token"] if rows else None
+        with self._sending_lock:
+            self._sending.add(token)
         try:
             for i, row in enumerate(rows):
                 if time.monotonic() - started > self.lease.total_seconds() / 4:
@@ -199,6 +246,8 @@ class Sender:
                     self._record(connection, row, "failed" if final else "pending", str(exc))
                     smtp = _reset(smtp)
         finally:
+            with self._sending_lock:
+                self._sending.discard(token)
             if own:
                 connection.close()
         return smtp
@@ -246,12 +295,30 @@ class Sender:
         if connection is not None:
             connection.close()
 
+    def _renew_loop(self, stop: threading.Event) -> None:
+        """Four renewals a lease: three in a row may fail (a database restart) before it runs out."""
+        connection = None
+        while not stop.wait(self.lease.total_seconds() / 4):
+            try:
+                connection = connection or self._connection()
+                self.renew(connection)
+            except Exception:
+                log.exception("renewing the leases of mails being sent failed; retrying")
+                if connection is not None:
+                    connection.invalidate()
+                    connection.close()
+                    connection = None
+        if connection is not None:
+            connection.close()
+
     def run(self, stop: threading.Event) -> None:
         work: queue.Queue = queue.Queue(maxsize=self.concurrency)
         threads = [threading.Thread(target=self._send_loop, args=(stop, work), daemon=True, name=f"smtp-{i}")
                    for i in range(self.concurrency)]
         threads.append(threading.Thread(target=self._claim_loop, args=(stop, work), daemon=True, name="claim"))
-        for thread in threads:
+        renewing = threading.Event()  # outlives `stop`: the sends still finishing keep their leases
+        renewer = threading.Thread(target=self._renew_loop, args=(renewing,), daemon=True, name="renew")
+        for thread in [*threads, renewer]:
             thread.start()
         while not stop.wait(min(self.lease.total_seconds() / 2, 5.0)):
             try:
@@ -260,6 +327,8 @@ class Sender:
                 log.exception("reclaiming abandoned mails failed")
         for thread in threads:
             thread.join(timeout=10)
+        renewing.set()
+        renewer.join(timeout=10)
 
 
 def _reset(smtp: smtplib.SMTP | None) -> None:

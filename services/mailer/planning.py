@@ -1,9 +1,14 @@
 """From events to planned deliveries. Handlers only plan (fast, one transaction, then ack);
-the sender delivers. So a fan-out to 10,000 sellers never holds a broker delivery for long."""
+the sender delivers. So a fan-out to 10,000 sellers never holds a broker delivery for long.
+
+What an event carries into a bounded column is bounded here, whatever its producer checked:
+one odd value must never make the insert fail and the event dead-letter with everyone's mail."""
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 from datetime import datetime
 
 from sqlalchemy import select
@@ -14,6 +19,32 @@ from shared.db import insert_ignore, insert_ignore_many
 from shared.envelope import Envelope
 
 from .tables import batches, deliveries, sellers
+
+log = logging.getLogger(__name__)
+
+CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # SPEC §7, the gateway's own rule
+NAME_LENGTH, ADDRESS_LENGTH, ID_LENGTH = 100, 254, 36  # the columns' lengths
+
+
+def storable_correlation_id(value: object) -> str | None:
+    """A correlation id only helps to trace: one that breaks the rule is dropped, not refused."""
+    return value if isinstance(value, str) and CORRELATION_ID.fullmatch(value) else None
+
+
+def one_line(value: object, length: int = NAME_LENGTH) -> str:
+    """A display name as one printable line that fits its column (and can inject no header)."""
+    text = "".join(c if c.isprintable() else " " for c in str(value or ""))
+    return " ".join(text.split())[:length]
+
+
+def deliverable(address: object) -> bool:
+    """An address SMTP can carry (RFC 5321: 254 characters) and a column can store."""
+    return (isinstance(address, str) and 3 <= len(address) <= ADDRESS_LENGTH and "@" in address
+            and address.isprintable() and not any(c.isspace() for c in address))
+
+
+def storable_id(value: object) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= ID_LENGTH and value.isprintable() else None
 
 
 def message_id(event_id: str, recipient: str, template: str, domain: str) -> str:
@@ -30,15 +61,20 @@ def plan(session: Session, event: Envelope, template: str, context: dict,
     insert_ignore(session, batches, {"id": batch_id, "template": template, "context": json.dumps(context),
                                      "created_at": now}, ["id"])
     rows, seen = [], set()
+    offer_id, correlation_id = storable_id(context.get("offer_id")), storable_correlation_id(event.correlation_id)
     for email, name, extra in recipients:
+        if not deliverable(email):
+            log.warning("%s of event %s: a recipient address of %d characters is not deliverable; skipped",
+                        template, event.id, len(str(email or "")))
+            continue
         key = email.lower()
         if key in seen:
             continue
         seen.add(key)
         rows.append({
-            "event_id": event.id, "template": template, "recipient": key, "recipient_name": name,
-            "batch_id": batch_id, "extra": json.dumps(extra), "offer_id": context.get("offer_id"),
-            "correlation_id": event.correlation_id, "message_id": message_id(event.id, key, template, domain),
+            "event_id": event.id, "template": template, "recipient": key, "recipient_name": one_line(name),
+            "batch_id": batch_id, "extra": json.dumps(extra), "offer_id": offer_id,
+            "correlation_id": correlation_id, "message_id": message_id(event.id, key, template, domain),
             "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
         })
     insert_ignore_many(session, deliveries, rows, ["event_id", "recipient", "template"])
@@ -50,7 +86,10 @@ class Planner:
 
     def on_seller_registered(self, session: Session, event: Envelope) -> None:
         d = event.data
-        insert_ignore(session, sellers, {"id": d["seller_id"], "name": d["name"], "email": d["email"],
+        if storable_id(d["seller_id"]) is None or not deliverable(d["email"]):
+            log.warning("seller of event %s has an id or address we cannot store or mail; not invited", event.id)
+            return
+        insert_ignore(session, sellers, {"id": d["seller_id"], "name": one_line(d["name"]), "email": d["email"],
                                          "registered_at": datetime.fromisoformat(d["registered_at"])}, ["id"])
 
     def on_reservation_accepted(self, session: Session, event: Envelope) -> None:

@@ -43,7 +43,10 @@ deliveries = Table(
     Column("attempts", Integer, nullable=False),
     Column("last_error", Text, nullable=True),
     Column("next_attempt_at", UTCDateTime, nullable=False),
-    Column("claimed_at", UTCDateTime, nullable=True),
+    Column("claimed_at", UTCDateTime, nullable=True),  # when the lease was taken or last renewed
+    # A fresh random token per claim; every later write by the claimer checks it (fencing), so a
+    # sender whose lease ran out and was taken over can no longer change the row.
+    Column("claim_token", String(32), nullable=True),
     Column("sent_at", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("event_id", "recipient", "template", name="uq_delivery"),

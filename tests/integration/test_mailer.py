@@ -1,19 +1,24 @@
 """The mailer against a real SMTP sink (aiosmtpd), its own database, and the real broker:
-every kind renders, nothing is sent twice, 4xx retried, 5xx failed alone, a SIGKILL mid
-fan-out loses nothing."""
+every kind renders, nothing is sent twice, 4xx retried, 5xx failed alone, a send slower than
+the lease goes once, a SIGKILL mid fan-out loses nothing."""
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select, update
 
 from services.mailer.delivery import Sender
 from services.mailer.planning import Planner
@@ -23,6 +28,7 @@ from shared import clock, config as config_module
 from shared.envelope import Envelope
 from shared.messaging import Bus, Publisher
 from shared.runtime import Runtime
+from shared.smtpsink import parse_headers
 from tests import infra
 from tests.support import ROOT, MailBox, wait_for
 
@@ -241,3 +247,95 @@ def test_mailer_killed_mid_fan_out_of_1000_ends_with_each_mail_once(mailer, mail
         log = session.execute(select(deliveries.c.state, deliveries.c.message_id)).all()
     assert Counter(r.state for r in log) == Counter({"sent": 1000})
     print(json.dumps({"delivered_before_kill": cut, "in_flight_at_kill": in_flight, "sent_twice": len(doubled)}))
+
+
+class SlowSink:
+    """An SMTP server that takes `delay` seconds to accept each message; asyncio.sleep, so it
+    serves other connections meanwhile (a second sender is not held up behind the first)."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+        self.received: list[tuple[str, str]] = []  # (recipient, Message-ID)
+        self.controller = Controller(self, hostname="127.0.0.1", port=infra.free_port())
+
+    async def handle_DATA(self, server, session, envelope):
+        await asyncio.sleep(self.delay)
+        self.received.append((envelope.rcpt_tos[0], parse_headers(envelope.content)["Message-ID"]))
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def slow_sink():
+    sink = SlowSink(delay=4.0)  # twice the tests' 2 s lease
+    sink.controller.start()
+    yield sink
+    sink.controller.stop()
+
+
+def test_a_send_slower_than_the_lease_is_delivered_once_and_ends_sent(mailer, slow_sink):
+    event, recipient, _ = _events(uuid.uuid4().hex[:6])[0]
+    _plan(mailer, event)
+    sender = Sender(mailer.sessions, Renderer("cobuy <no-reply@cobuy.example>", PUBLIC),
+                    ("127.0.0.1", slow_sink.controller.port), concurrency=2, lease_seconds=2)
+    stop = threading.Event()
+    runner = threading.Thread(target=sender.run, args=(stop,))
+    runner.start()
+    try:
+        wait_for(lambda: _states(mailer) == Counter({"sent": 1}), 30, interval=0.1, what="the slow mail sent")
+    finally:
+        stop.set()
+        runner.join(timeout=30)  # a second sender, if any, finishes its send before this returns
+    assert [to for to, _ in slow_sink.received] == [recipient]
+    with mailer.sessions() as session:
+        row = session.execute(select(deliveries)).one()
+    assert row.state == "sent" and row.attempts == 1 and row.last_error is None
+
+
+def _expire_leases(runtime) -> None:
+    with runtime.sessions.begin() as session:
+        session.execute(update(deliveries).values(claimed_at=clock.now() - timedelta(hours=1)))
+
+
+def test_a_stale_senders_writes_after_its_claim_was_taken_over_change_nothing(mailer, mailbox, caplog):
+    caplog.set_level(logging.INFO, logger="services.mailer.delivery")
+    event, _, _ = _events(uuid.uuid4().hex[:6])[0]
+    _plan(mailer, event)
+    sender = _sender(mailer, mailbox)
+    stale, fresh = sender._connection(), sender._connection()
+    try:
+        [old] = sender.claim()
+        assert sender._start(stale, old)
+        _expire_leases(mailer)  # the stale sender stalls past its lease ...
+        assert sender.reclaim_abandoned() == 1
+        [new] = sender.claim()  # ... and another takes the mail over
+        assert sender._start(fresh, new)
+        sender._record(stale, old, "sent")
+        sender._record(stale, old, "pending", "451 too late")
+        sender._release(stale, [old])
+        assert not sender._start(stale, old)
+        with mailer.sessions() as session:
+            row = session.execute(select(deliveries)).one()
+        assert row.state == "sending" and row.sent_at is None and "451" not in row.last_error
+        assert "lost its claim" in caplog.text
+        sender._record(fresh, new, "sent")
+        with mailer.sessions() as session:
+            assert session.execute(select(deliveries.c.state)).scalar_one() == "sent"
+    finally:
+        stale.close()
+        fresh.close()
+
+
+def test_a_stale_sender_that_finishes_before_anyone_took_its_mail_over_records_it_sent(mailer, mailbox):
+    event, _, _ = _events(uuid.uuid4().hex[:6])[0]
+    _plan(mailer, event)
+    sender = _sender(mailer, mailbox)
+    connection = sender._connection()
+    try:
+        [row] = sender.claim()
+        assert sender._start(connection, row)
+        _expire_leases(mailer)
+        assert sender.reclaim_abandoned() == 1  # back to pending, not claimed by anyone yet
+        sender._record(connection, row, "sent")
+    finally:
+        connection.close()
+    assert _states(mailer) == Counter({"sent": 1}) and sender.claim() == []
