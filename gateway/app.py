@@ -8,18 +8,18 @@ import time
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import CIMultiDict
+from yarl import URL
 
 from shared import config as config_module, identity, logs, metrics
 from shared.problems import PROBLEM_JSON, Problem
-from shared.web import CORRELATION_HEADER, MAX_BODY
+from shared.web import CORRELATION_HEADER, MAX_BODY, accepted_correlation_id
 
-from . import cache, openapi, routing
+from . import cache, edge, openapi, routing
 from .auth import KeyCache
 
 log = logging.getLogger("gateway")
-
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-              "transfer-encoding", "upgrade", "host", "content-length"}
 
 
 def problem(status: int, code: str, detail: str | None = None, headers: dict | None = None, **extra) -> web.Response:
@@ -69,9 +69,14 @@ class Gateway:
     # -- proxying --------------------------------------------------------------------------------
 
     async def proxy(self, request: web.Request) -> web.StreamResponse:
-        service = routing.service_for(request.path)
+        path = edge.normalise_path(request.rel_url.raw_path)
+        if path is None:
+            return problem(400, "malformed_path", "The path does not normalise to a plain one.")
+        service = routing.service_for(path)
         if service is None:
             return problem(404, "not_found", "No such resource.")
+        if any(edge.unforwardable(value) for value in request.headers.values()):
+            return problem(400, "malformed_header", "A header value has control characters or is not UTF-8.")
         declared = request.content_length
         if declared is not None and declared > MAX_BODY:
             return problem(413, "payload_too_large", f"The body is over {MAX_BODY // 1024} KiB.")
@@ -79,12 +84,11 @@ class Gateway:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return problem(413, "payload_too_large", f"The body is over {MAX_BODY // 1024} KiB.")
-        headers = {k: v for k, v in request.headers.items()
-                   if k.lower() not in HOP_BY_HOP and not k.lower().startswith("x-cobuy-")}
-        headers.pop("Authorization", None)
-        correlation = request.headers.get(CORRELATION_HEADER) or logs.new_correlation_id()
+        headers = CIMultiDict(edge.forwardable_headers(request.headers.items()))
+        correlation = accepted_correlation_id(request.headers.get(CORRELATION_HEADER))
         headers[CORRELATION_HEADER] = correlation
-        headers["X-Forwarded-For"] = request.remote or ""
+        headers["X-Forwarded-For"] = edge.client_address(
+            request.remote, request.headers.getall("X-Forwarded-For", []), self.config.trusted_proxies)
         authorization = request.headers.get("Authorization")
         if authorization:
             try:
@@ -95,20 +99,20 @@ class Gateway:
                 return problem(401, "invalid_api_key", "The API key is unknown or revoked.",
                                headers={"WWW-Authenticate": "Bearer"})
             headers[identity.HEADER] = identity.sign(self.config.internal_secret, seller)
-        url = f"{self.config.service_url(service)}{request.rel_url}"
+        # built from the path that was routed, never from what the client wrote
+        target = edge.upstream_target(path, request.rel_url.raw_query_string)
+        url = URL(f"{self.config.service_url(service)}{target}", encoded=True)
 
         async def load() -> cache.Stored:
             async with self.session.request(request.method, url, headers=headers, data=body or None,
                                             allow_redirects=False) as upstream:
                 payload = await upstream.read()
-                kept = {k: v for k, v in upstream.headers.items()
-                        if k.lower() not in HOP_BY_HOP and k.lower() != CORRELATION_HEADER.lower()}
                 return cache.Stored(time.monotonic() + cache.lifetime(upstream.status, upstream.headers),
-                                    upstream.status, kept, payload)
+                                    upstream.status, self.public_headers(upstream.headers), payload)
 
         try:
             if request.method in ("GET", "HEAD") and not authorization:
-                stored, hit = await self.pages.fetch((request.method, str(request.rel_url)), load)
+                stored, hit = await self.pages.fetch((request.method, target), load)
             else:
                 stored, hit = await load(), False
         except asyncio.TimeoutError:
@@ -119,6 +123,16 @@ class Gateway:
         if hit:
             out["X-Cache"] = "HIT"
         return web.Response(status=stored.status, body=stored.body, headers=out)
+
+    def public_headers(self, upstream_headers) -> dict:
+        """An upstream answer's headers as a client may see them: no hop-by-hop ones, and no
+        redirect that names a service's internal address."""
+        kept = {k: v for k, v in upstream_headers.items()
+                if k.lower() not in edge.HOP_BY_HOP and k.lower() != CORRELATION_HEADER.lower()}
+        for name in ("Location", "Content-Location"):
+            if name in kept:
+                kept[name] = edge.public_location(kept[name], self.config.service_urls.values())
+        return kept
 
     # -- the gateway's own routes ----------------------------------------------------------------
 
@@ -154,6 +168,20 @@ class Gateway:
         return web.json_response(self._openapi[1])
 
 
+class RefusedRequests(logging.Filter):
+    """aiohttp logs a request it could not parse (a 10 KB header, a control character) as an ERROR
+    whose traceback quotes the offending line, API keys and cancel tokens included. It is the
+    client's error, answered 400: one INFO line naming its kind is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "refused a malformed request: %s %s", (exc.code, type(exc).__name__)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 @web.middleware
 async def observe(request: web.Request, handler):
     started = time.perf_counter()
@@ -164,7 +192,7 @@ async def observe(request: web.Request, handler):
     except Exception:
         log.exception("gateway error on %s %s", request.method, request.path)
         response = problem(500, "internal_error", "Something went wrong on our side.")
-    label = routing.route_label(request.path)
+    label = routing.route_label(edge.normalise_path(request.rel_url.raw_path))
     metrics.HTTP_REQUESTS.labels(label, request.method, str(response.status)).inc()
     metrics.HTTP_LATENCY.labels(label).observe(time.perf_counter() - started)
     return response
@@ -173,6 +201,8 @@ async def observe(request: web.Request, handler):
 async def create_app(config=None) -> web.Application:
     config = config or config_module.get()
     logs.configure("gateway", config.log_level)
+    for name in ("gunicorn.error", "aiohttp.server"):  # the logger aiohttp is given under gunicorn, or its own
+        logging.getLogger(name).addFilter(RefusedRequests())
     gateway = Gateway(config)
     app = web.Application(client_max_size=MAX_BODY, middlewares=[observe])
     app.on_startup.append(gateway.start)

@@ -15,8 +15,9 @@ OWN_PATHS = {"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"}
 
 
 def service_for(path: str) -> str | None:
-    """The service for a client path; None when nothing answers it (404 at the gateway)."""
-    if path.startswith("/internal") or path in OWN_PATHS:
+    """The service for a normalised client path (gateway/edge.normalise_path); None when nothing
+    answers it (404 at the gateway). No case of /internal/… is ever forwarded."""
+    if path.split("/")[1].lower() == "internal" or path.lower() in OWN_PATHS:
         return None
     if path.startswith("/api/"):
         for pattern, service in _API:
@@ -26,11 +27,12 @@ def service_for(path: str) -> str | None:
     return PAGES_SERVICE
 
 
-def route_label(path: str) -> str:
-    """A bounded metrics label: the service, or the gateway's own path."""
+def route_label(path: str | None) -> str:
+    """A bounded metrics label for a normalised path (None: it did not normalise): the service, or
+    the gateway's own path."""
     if path in OWN_PATHS:
         return path
-    service = service_for(path)
+    service = service_for(path) if path else None
     if service is None:
         return "unrouted"
     return f"{service}:{'api' if path.startswith('/api/') else 'page'}"

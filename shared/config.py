@@ -1,12 +1,14 @@
 """Configuration, read once from COBUY_* variables with local defaults (SPEC §6)."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SERVICES = ("catalog", "reservation", "auction", "mailer")
 # Internal HTTP ports sit right above the gateway's: 8080 → catalog 8081 … mailer 8084.
 SERVICE_PORT_OFFSET = {name: i + 1 for i, name in enumerate(SERVICES)}
@@ -36,6 +38,8 @@ class Config:
     mail_concurrency: int = 16
     mail_nice: int = 10
     log_level: str = "INFO"
+    # proxies in front of the gateway whose X-Forwarded-For is believed (gateway/edge.client_address)
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     @property
     def embedded_broker(self) -> bool:
@@ -86,6 +90,17 @@ def _internal_secret(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def trusted_networks(text: str | None) -> tuple[IPNetwork, ...]:
+    """COBUY_TRUSTED_PROXIES: comma-separated addresses or CIDRs (default none); a bad one stops start-up."""
+    networks = []
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"COBUY_TRUSTED_PROXIES: {part!r} is not an address or CIDR") from None
+    return tuple(networks)
+
+
 def load() -> Config:
     http_port = int(_env("COBUY_HTTP_PORT", "8080"))
     data_dir = Path(_env("COBUY_DATA_DIR", "./.cobuy")).resolve()
@@ -111,6 +126,7 @@ def load() -> Config:
         mail_concurrency=int(_env("COBUY_MAIL_CONCURRENCY", "16")),
         mail_nice=int(_env("COBUY_MAIL_NICE", "10")),
         log_level=_env("COBUY_LOG_LEVEL", "INFO"),
+        trusted_proxies=trusted_networks(_env("COBUY_TRUSTED_PROXIES")),
     )
 
 

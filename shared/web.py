@@ -1,7 +1,9 @@
 """What every service's Flask app has: problems, correlation ids, metrics, health, identity."""
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 import time
 from typing import Callable
 
@@ -16,6 +18,8 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024
 CORRELATION_HEADER = "X-Correlation-Id"
+# A correlation id travels into AMQP properties (at most 255 bytes) and VARCHAR(64) columns (SPEC §7).
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 HTTP_CODES = {
     400: "bad_request",
@@ -48,6 +52,13 @@ def _http_problem(exc: HTTPException) -> Problem:
     return Problem(status, HTTP_CODES.get(status, "error"), exc.description)
 
 
+def accepted_correlation_id(value: str | None) -> str:
+    """The caller's correlation id when it is 1–64 characters of [A-Za-z0-9._:-], else a fresh one."""
+    if value and _CORRELATION_ID.fullmatch(value):
+        return value
+    return logs.new_correlation_id()
+
+
 def install(app: Flask, service: str, config: Config, ready_checks: list[Callable[[], None]]) -> None:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
     app.config["COBUY"] = config
@@ -55,9 +66,8 @@ def install(app: Flask, service: str, config: Config, ready_checks: list[Callabl
     @app.before_request
     def _begin():
         g.started = time.perf_counter()
-        g.correlation_token = logs.set_correlation_id(
-            request.headers.get(CORRELATION_HEADER) or logs.new_correlation_id()
-        )
+        # the gateway already sanitised it; a service is never trusted to be reached only that way
+        g.correlation_token = logs.set_correlation_id(accepted_correlation_id(request.headers.get(CORRELATION_HEADER)))
 
     @app.after_request
     def _finish(response: Response):
@@ -113,9 +123,13 @@ def install_error_handlers(app: Flask) -> None:
 
 
 def client_address() -> str:
-    """The client as the gateway saw it: the gateway overwrites X-Forwarded-For on every request,
-    and services are reachable only through it."""
-    return (request.headers.get("X-Forwarded-For") or request.remote_addr or "").split(",")[0].strip()
+    """The client as the gateway computed it (gateway/edge.py): the gateway replaces X-Forwarded-For
+    with that one address on every request. Anything else there is not an address we trust."""
+    forwarded = (request.headers.get("X-Forwarded-For") or "").strip()
+    try:
+        return str(ipaddress.ip_address(forwarded))
+    except ValueError:
+        return request.remote_addr or ""
 
 
 def current_seller() -> dict | None:

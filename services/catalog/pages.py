@@ -8,7 +8,7 @@ import requests
 from flask import Blueprint, abort, current_app, render_template, request
 from flask_wtf.csrf import CSRFError, generate_csrf
 
-from shared import clock
+from shared import clock, logs
 from shared.money import format_money
 from shared.web import client_address
 
@@ -96,11 +96,15 @@ def price_chart(offer: dict) -> dict:
     }
 
 
+MAX_PAGE = 100_000
+
+
 @pages_bp.get("/")
 def home():
     """The same for every visitor (no form, no token): the gateway may keep it half a second
     (gateway/cache.py). The live counter polls the API, so no visitor sees it older than that."""
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    # clamped as the API bounds it (OfferListQuerySchema): an absurd page is an empty page, not an overflow
+    page = min(max(request.args.get("page", 1, type=int) or 1, 1), MAX_PAGE)
     return _render_home(page), {"Cache-Control": "public, max-age=0, s-maxage=1"}
 
 
@@ -150,7 +154,7 @@ def reserve(offer_id):
     try:
         reply = _http.post(
             f"{_reservation_api()}/api/v1/offers/{offer_id}/reservations",
-            json=form, timeout=10, headers={"X-Correlation-Id": request.headers.get("X-Correlation-Id", ""),
+            json=form, timeout=10, headers={"X-Correlation-Id": logs.correlation_id() or "",
                                             "X-Forwarded-For": client_address()},
         )
     except requests.RequestException:
