@@ -75,7 +75,10 @@ class Gateway:
         service = routing.service_for(path)
         if service is None:
             return problem(404, "not_found", "No such resource.")
-        if any(edge.unforwardable(value) for value in request.headers.values()):
+        forwarded = edge.forwardable_headers(request.headers.items())
+        # Only what travels must be writable upstream: a bad correlation id is replaced, not refused.
+        if any(edge.unforwardable(value) for _, value in forwarded) \
+                or edge.unforwardable(request.headers.get("Authorization", "")):
             return problem(400, "malformed_header", "A header value has control characters or is not UTF-8.")
         declared = request.content_length
         if declared is not None and declared > MAX_BODY:
@@ -84,7 +87,7 @@ class Gateway:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return problem(413, "payload_too_large", f"The body is over {MAX_BODY // 1024} KiB.")
-        headers = CIMultiDict(edge.forwardable_headers(request.headers.items()))
+        headers = CIMultiDict(forwarded)
         correlation = accepted_correlation_id(request.headers.get(CORRELATION_HEADER))
         headers[CORRELATION_HEADER] = correlation
         headers["X-Forwarded-For"] = edge.client_address(

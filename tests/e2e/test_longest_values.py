@@ -50,7 +50,7 @@ def test_the_longest_and_strangest_values_travel_from_request_to_mail(cobuy, mai
     tag = uuid.uuid4().hex[:6]
     holder = cobuy.register_seller(name=strange(100), email=longest_email(f"h{tag}"))
     rival = cobuy.register_seller(name=strange(100), email=longest_email(f"r{tag}"))
-    junk = {"X-Correlation-Id": "€" * 40 + "x" * 260}
+    junk = {"X-Correlation-Id": "é" * 40 + "x" * 260}  # latin-1 bytes on the wire, not UTF-8
     title = f"{tag} {strange(193)}"
     reply = cobuy.post("/api/v1/offers", headers={**cobuy.auth(holder), **junk}, json={
         "title": title, "description": strange(5000), "currency": "jpy", "unit_price": 2_000_000_000,
