@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     mail_retry.add_argument("ids", nargs="*", type=int)
 
     outbox = commands.add_parser("outbox", help="outboxes").add_subparsers(dest="action", required=True)
-    outbox.add_parser("status")
+    outbox.add_parser("status", help="per service: waiting events, the oldest one's age, quarantined events")
+    outbox_retry = outbox.add_parser("retry", help="put quarantined events back in line (after a fix)")
+    outbox_retry.add_argument("ids", nargs="+", metavar="EVENT_ID")
 
     dlq = commands.add_parser("dlq", help="the dead-letter queue").add_subparsers(dest="action", required=True)
     dlq.add_parser("list")
@@ -85,8 +87,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{ops.mail_retry(config, args.ids)} mail(s) queued again")
         return 0
     if args.command == "outbox":
-        print(ops.dumps(ops.outbox_status(config)))
-        return 0
+        if args.action == "status":
+            print(ops.dumps(ops.outbox_status(config)))
+            return 0
+        retried = ops.outbox_retry(config, args.ids)
+        print(f"{retried} event(s) back in line")
+        return 0 if retried == len(set(args.ids)) else 1
     if args.command == "dlq":
         if args.action == "list":
             print(ops.dumps(ops.dlq_list(config)))

@@ -25,20 +25,29 @@ def migrate_all(config: Config, services: tuple[str, ...] = SERVICES) -> None:
             runtime.engine.dispose()
 
 
-def outbox_status(config: Config) -> dict[str, dict]:
+def _outboxes(config: Config):
+    """(service, a status-only Relay over its outbox) for each service that has one."""
     from shared.outbox import Relay
 
-    report = {}
     for name in SERVICES:
         _, tables = _service(name)
         if not hasattr(tables, "outbox"):
             continue
         runtime = Runtime.create(name, config)
         try:
-            report[name] = Relay(runtime.sessions, tables.outbox, publisher=None).status()
+            yield name, Relay(runtime.sessions, tables.outbox, publisher=None)
         finally:
             runtime.engine.dispose()
-    return report
+
+
+def outbox_status(config: Config) -> dict[str, dict]:
+    """Per service: events waiting, the oldest one's age, and the quarantined ones with reasons."""
+    return {name: relay.status() for name, relay in _outboxes(config)}
+
+
+def outbox_retry(config: Config, event_ids: list[str]) -> int:
+    """Quarantined events (by event id) back in line for their relay, after a fix."""
+    return sum(relay.retry(event_ids) for _, relay in _outboxes(config))
 
 
 def mail_list(config: Config, to: str | None = None, offer: str | None = None, state: str | None = None,

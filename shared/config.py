@@ -34,6 +34,8 @@ class Config:
     exchange_prefix: str = "cobuy"
     relay_poll_seconds: float = 0.05
     outbox_retention_days: float = 7.0
+    amqp_heartbeat: int = 30
+    transient_retry_seconds: float = 60.0
     mail_lease_seconds: float = 30.0
     mail_concurrency: int = 16
     mail_nice: int = 10
@@ -83,10 +85,16 @@ def _internal_secret(data_dir: Path) -> str:
         return explicit
     path = data_dir / "internal-secret"
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_suffix(f".{os.getpid()}")
-        tmp.write_text(secrets.token_urlsafe(32))
+        # Created 0600 from the first byte: anyone who reads it can sign identities.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
         os.replace(tmp, path)
+    elif path.stat().st_mode & 0o077:  # written 0644 by an older release
+        path.chmod(0o600)
     return path.read_text().strip()
 
 
@@ -122,6 +130,8 @@ def load() -> Config:
         exchange_prefix=_env("COBUY_EXCHANGE_PREFIX", "cobuy"),
         relay_poll_seconds=float(_env("COBUY_RELAY_POLL_SECONDS", "0.05")),
         outbox_retention_days=float(_env("COBUY_OUTBOX_RETENTION_DAYS", "7")),
+        amqp_heartbeat=int(_env("COBUY_AMQP_HEARTBEAT", "30")),
+        transient_retry_seconds=float(_env("COBUY_TRANSIENT_RETRY_SECONDS", "60")),
         mail_lease_seconds=float(_env("COBUY_MAIL_LEASE_SECONDS", "30")),
         mail_concurrency=int(_env("COBUY_MAIL_CONCURRENCY", "16")),
         mail_nice=int(_env("COBUY_MAIL_NICE", "10")),

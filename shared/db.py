@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from datetime import datetime, timezone
 
-from sqlalchemy import DateTime, Engine, create_engine, event, text
+from sqlalchemy import DateTime, Engine, create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -35,9 +36,12 @@ class UTCDateTime(TypeDecorator):
 
 
 def make_engine(url: str, schema: str, pool_size: int = 5) -> Engine:
+    """hide_parameters: a failing statement's error (logged, dead-lettered) names the SQL but never
+    its values, which can be cancel tokens or e-mail addresses."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, hide_parameters=True,
-                               pool_size=pool_size, max_overflow=pool_size * 2)
+        _private_file(make_url(url).database)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                               pool_size=pool_size, max_overflow=pool_size * 2, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record):
@@ -62,11 +66,21 @@ def make_engine(url: str, schema: str, pool_size: int = 5) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size * 2,
         pool_recycle=1800,
+        hide_parameters=True,
     )
     _ping_when_idle(engine)
     with engine.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     return engine
+
+
+def _private_file(path: str | None) -> None:
+    """An SQLite database holds events with cancel tokens: mode 0600 (its -wal and -shm files
+    inherit the database file's mode)."""
+    if not path or path == ":memory:" or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        return
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
 
 
 PING_AFTER_IDLE_SECONDS = 2.0

@@ -10,12 +10,13 @@ from typing import Callable
 
 from kombu import Connection, Exchange, Producer, Queue
 from kombu import Consumer as KombuConsumer
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import logs, metrics, topology
 from shared.config import Config
 from shared.envelope import Envelope, MalformedEnvelope
+from shared.failures import Nacked, describe, is_transient, where
 from shared.outbox import first_delivery
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class Bus:
             )
         return Connection(
             self.config.amqp_url,
-            heartbeat=30,
+            heartbeat=self.config.amqp_heartbeat,
             connect_timeout=5,
             transport_options={"confirm_publish": confirm_each},
         )
@@ -110,6 +111,7 @@ class Publisher:
         self._next_tag = 1
         self._unconfirmed: set[int] = set()
         self._nacked = False
+        self._next_heartbeat = 0.0
 
     def _ensure(self) -> Producer:
         if self._producer is None:
@@ -163,7 +165,25 @@ class Publisher:
                 continue
         if self._nacked:
             self._nacked = False
-            raise RuntimeError("the broker refused (nacked) a publish")
+            raise Nacked("the broker refused (nacked) a publish")
+
+    def heartbeat(self) -> None:
+        """Keep an idle connection alive: read what the broker sent (its heartbeats: else the client
+        declares the connection dead) and send ours when due, or the broker closes it after two
+        silent intervals. Call it freely while idle: it acts at most four times an interval.
+        A connection found dead is dropped quietly; the next publish opens a new one."""
+        if self._connection is None or self.bus.embedded or time.monotonic() < self._next_heartbeat:
+            return
+        self._next_heartbeat = time.monotonic() + min(1.0, self.bus.config.amqp_heartbeat / 4)
+        try:
+            try:
+                self._connection.drain_events(timeout=0.001)
+            except socket.timeout:
+                pass
+            self._connection.heartbeat_check()
+        except Exception as exc:  # whatever a dead socket raises
+            log.info("idle publisher connection lost (%s); reconnecting on the next publish", describe(exc))
+            self.reset()
 
     def publish_many(self, envelopes: list[Envelope]) -> None:
         producer = self._ensure()
@@ -204,7 +224,9 @@ class Consumer:
 
     A redelivered event finds its inbox row and has no second effect. An event that cannot
     be read, or whose handler keeps failing, goes to the dead-letter queue (never dropped).
-    While the database is unreachable the message is neither acked nor dead-lettered.
+    Failures are sorted by `is_transient`: a database outage is waited out for as long as it
+    lasts; another transient failure (the broker, another service restarting) for
+    `transient_seconds` with backoff; anything else is tried `attempts` times, quickly.
     """
 
     def __init__(
@@ -216,6 +238,7 @@ class Consumer:
         handlers: dict[str, Handler],
         prefetch: int = 50,
         attempts: int = 3,
+        transient_seconds: float = 60.0,
     ):
         self.bus = bus
         self.service = service
@@ -224,7 +247,9 @@ class Consumer:
         self.handlers = handlers
         self.prefetch = prefetch
         self.attempts = attempts
+        self.transient_seconds = transient_seconds
         self._stop = threading.Event()
+        self._connection: Connection | None = None
         self._dead_publisher = Publisher(bus)
         unknown = set(handlers) - set(bus.subscriptions.get(service, ()))
         if unknown:
@@ -233,11 +258,14 @@ class Consumer:
     def run(self, stop: threading.Event) -> None:
         self._stop = stop
         backoff = 0.2
+        # heartbeat_check must run at least twice per heartbeat interval
+        tick = min(1.0, self.bus.config.amqp_heartbeat / 4) if self.bus.config.amqp_heartbeat else 1.0
         while not stop.is_set():
             try:
                 with self.bus.connect() as connection:
                     connection.ensure_connection(max_retries=3)
                     self.bus.declare(connection)
+                    self._connection = connection
                     queues = [self.bus.queues[(self.service, t)] for t in self.handlers]
                     with KombuConsumer(
                         connection.channel(),
@@ -250,23 +278,27 @@ class Consumer:
                         backoff = 0.2
                         while not stop.is_set():
                             try:
-                                connection.drain_events(timeout=1)
+                                connection.drain_events(timeout=tick)
                             except socket.timeout:
                                 connection.heartbeat_check()
-            except Exception:
-                log.exception("consumer %s lost its connection; reconnecting in %.1fs", self.service, backoff)
+                                self._dead_publisher.heartbeat()
+            except Exception as exc:
+                log.warning("consumer %s lost its connection (%s); reconnecting in %.1fs",
+                            self.service, describe(exc), backoff)
                 self._dead_publisher.reset()
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
+            finally:
+                self._connection = None
 
     def _on_decode_error(self, message, exc) -> None:
-        self._dead_letter(message, f"undecodable: {exc}", "?")
+        self._dead_letter(message, f"undecodable: {describe(exc)}", "?")
 
     def _on_message(self, body, message) -> None:
         try:
             envelope = Envelope.from_dict(body)
         except MalformedEnvelope as exc:
-            self._dead_letter(message, f"malformed envelope: {exc}", "?")
+            self._dead_letter(message, f"malformed envelope: {describe(exc)}", "?")
             return
         handler = self.handlers.get(envelope.type)
         if handler is None:
@@ -287,6 +319,7 @@ class Consumer:
         consumer = f"{self.service}.{envelope.type}"
         failures = 0
         delay = 0.1
+        transient_since: float | None = None
         while True:
             try:
                 with self.sessions.begin() as session:
@@ -296,18 +329,51 @@ class Consumer:
                     else:
                         metrics.EVENTS_DUPLICATE.labels(envelope.type).inc()
                 return "applied"
-            except OperationalError as exc:
-                # The database is down or restarting: wait for it, never dead-letter for that.
-                log.warning("%s: database unavailable for %s (%s); retrying", consumer, envelope.id, exc)
             except Exception as exc:
-                failures += 1
-                self._last_error = repr(exc)
-                log.exception("%s failed on event %s (attempt %d)", consumer, envelope.id, failures)
-                if failures >= self.attempts:
-                    return "failed"
-            if self._stop.wait(delay):
+                self._last_error = describe(exc)
+                if is_transient(exc):
+                    transient_since = transient_since or time.monotonic()
+                    if self._outlasted(exc, transient_since):
+                        log.error("%s: event %s still failing after %.0fs: %s", consumer, envelope.id,
+                                  time.monotonic() - transient_since, self._last_error)
+                        return "failed"
+                    log.warning("%s: transient failure on event %s (%s); retrying in %.1fs",
+                                consumer, envelope.id, self._last_error, delay)
+                else:
+                    failures += 1
+                    log.error("%s failed on event %s (attempt %d): %s\n%s",
+                              consumer, envelope.id, failures, self._last_error, where(exc))
+                    if failures >= self.attempts:
+                        return "failed"
+            if self._pause(delay):
                 return "stopping"
             delay = min(delay * 2, 5.0)
+
+    def _outlasted(self, exc: BaseException, since: float) -> bool:
+        """A database outage is waited out however long it lasts (nothing can be applied
+        meanwhile); any other transient failure for `transient_seconds`."""
+        if isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+            return False
+        return time.monotonic() - since > self.transient_seconds
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait before the next try, keeping the connection alive; True when asked to stop."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(remaining, 1.0)):
+                return True
+            self._send_heartbeat()
+        return self._stop.is_set()
+
+    def _send_heartbeat(self) -> None:
+        """Inside a delivery we cannot read the socket, but the broker only needs to hear from us."""
+        connection = self._connection
+        if connection is None or self.bus.embedded or connection._connection is None:
+            return
+        try:
+            connection._connection.send_heartbeat()
+        except Exception:  # the connection is gone: the ack will fail and the broker redelivers
+            pass
 
     def ack(self, message) -> None:
         """Acknowledge after the commit. A seam for fault-injection tests."""

@@ -4,11 +4,16 @@
 with publisher confirms and marks them sent. Several relays may run: each claims rows with
 FOR UPDATE SKIP LOCKED. A relay killed after publishing but before marking sent publishes
 again later: consumers dedupe on (consumer, event id) in their inbox.
+
+A row the relay cannot publish (unreadable, unroutable, unencodable) is quarantined with its
+reason instead of blocking every later event; a broker outage is retried, never quarantined.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import threading
 import time
 from datetime import datetime, timedelta
@@ -32,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import clock, logs, metrics
 from shared.db import UTCDateTime, db_now, insert_ignore
 from shared.envelope import Envelope
+from shared.failures import describe, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,9 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("sent_at", UTCDateTime, nullable=True, index=True),
         Column("attempts", Integer, nullable=False, default=0),
         Column("last_error", Text, nullable=True),
+        # Set aside: the relay could not publish this row (last_error says why) and skips it
+        # until an operator runs `cobuy outbox retry`.
+        Column("quarantined_at", UTCDateTime, nullable=True),
     )
 
 
@@ -63,9 +72,20 @@ def inbox_table(metadata: MetaData) -> Table:
     )
 
 
+_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _correlation_id() -> str | None:
+    """The request's correlation id, if it can travel as an AMQP property; else a fresh one."""
+    value = logs.correlation_id()
+    if value is None or (isinstance(value, str) and _CORRELATION_ID.fullmatch(value)):
+        return value
+    return logs.new_correlation_id()
+
+
 def record_event(session: Session, outbox: Table, producer: str, type_: str, data: dict) -> Envelope:
     """Write an event in the same transaction as the change that caused it."""
-    envelope = Envelope(type=type_, data=data, producer=producer, correlation_id=logs.correlation_id())
+    envelope = Envelope(type=type_, data=data, producer=producer, correlation_id=_correlation_id())
     session.execute(
         outbox.insert().values(
             event_id=envelope.id,
@@ -89,7 +109,12 @@ def first_delivery(session: Session, inbox: Table, consumer: str, event_id: str)
 
 
 class Relay:
-    """Publishes the outbox, oldest first, with confirms; marks rows sent in the same transaction."""
+    """Publishes the outbox, oldest first, with confirms; marks rows sent in the same transaction.
+
+    on_sent(session, envelopes) runs in that transaction too: work that must follow the
+    publication is recorded there, durably. follow_up() then does it, after the commit; it runs
+    on start, after each batch, and again with backoff while it fails (reservation's recount).
+    """
 
     def __init__(
         self,
@@ -98,7 +123,8 @@ class Relay:
         publisher,
         poll_seconds: float = 0.05,
         batch_size: int = 200,
-        after_publish: Callable[[list[Envelope]], None] | None = None,
+        on_sent: Callable[[Session, list[Envelope]], None] | None = None,
+        follow_up: Callable[[], None] | None = None,
         retention: timedelta = timedelta(days=7),
     ):
         self.sessions = sessions
@@ -106,32 +132,66 @@ class Relay:
         self.publisher = publisher
         self.poll_seconds = poll_seconds
         self.batch_size = batch_size
-        self.after_publish = after_publish
+        self.on_sent = on_sent
+        self.follow_up = follow_up
         self.retention = retention
+        self._follow_up_at = 0.0  # due at once: a relay that died may have left work behind
+        self._follow_up_backoff = 0.5
 
     def relay_once(self) -> int:
-        """Publish one batch; returns how many events went out."""
+        """Publish one batch; returns how many rows it settled (sent or quarantined)."""
+        c = self.outbox.c
         with self.sessions.begin() as session:
             rows = session.execute(
-                select(self.outbox.c.seq, self.outbox.c.body, self.outbox.c.type)
-                .where(self.outbox.c.sent_at.is_(None))
-                .order_by(self.outbox.c.seq)
+                select(c.seq, c.event_id, c.body)
+                .where(c.sent_at.is_(None), c.quarantined_at.is_(None))
+                .order_by(c.seq)
                 .limit(self.batch_size)
                 .with_for_update(skip_locked=True)
             ).all()
             if not rows:
                 return 0
-            envelopes = [Envelope.from_dict(json.loads(r.body)) for r in rows]
-            self.publisher.publish_many(envelopes)
-            session.execute(
-                update(self.outbox)
-                .where(self.outbox.c.seq.in_([r.seq for r in rows]))
-                .values(sent_at=clock.now())
-            )
-        metrics.EVENTS_PUBLISHED.inc(len(rows))
-        if self.after_publish:
-            self.after_publish(envelopes)
+            envelopes, poisoned = _read(rows)
+            poisoned.update(self._publish(envelopes))
+            sent = {seq: e for seq, e in envelopes.items() if seq not in poisoned}
+            if sent:
+                session.execute(update(self.outbox).where(c.seq.in_(list(sent))).values(sent_at=clock.now()))
+                if self.on_sent:
+                    self.on_sent(session, list(sent.values()))
+            for seq, reason in poisoned.items():
+                session.execute(update(self.outbox).where(c.seq == seq).values(
+                    quarantined_at=clock.now(), last_error=reason, attempts=c.attempts + 1))
+        metrics.EVENTS_PUBLISHED.inc(len(sent))
+        if sent and self.follow_up:
+            self._follow_up_at = 0.0
         return len(rows)
+
+    def _publish(self, envelopes: dict[int, Envelope]) -> dict[int, str]:
+        """Publish the batch; returns the rows that cannot be published, with their reasons.
+        A transient failure (the broker) propagates: the whole batch is tried again later."""
+        if not envelopes:
+            return {}
+        try:
+            self.publisher.publish_many(list(envelopes.values()))
+            return {}
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("a batch of %d events failed (%s); publishing them one at a time to find the poison",
+                        len(envelopes), describe(exc))
+        poisoned = {}
+        self.publisher.reset()  # whatever state the failed publish left the channel in
+        for seq, envelope in envelopes.items():
+            try:
+                self.publisher.publish_many([envelope])  # the good ones again: inboxes absorb repeats
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                poisoned[seq] = describe(exc)
+                log.error("outbox event %s (%s) cannot be published; quarantined: %s",
+                          envelope.id, envelope.type, poisoned[seq])
+                self.publisher.reset()
+        return poisoned
 
     def run(self, stop: threading.Event) -> None:
         """Poll every `poll_seconds` while events flow; an idle relay stretches its wait to twice
@@ -142,23 +202,41 @@ class Relay:
         while not stop.is_set():
             try:
                 if time.monotonic() >= next_report:  # outbox lag for operators, every few seconds
-                    report = self.status()
+                    report = self.status(rows=0)
                     metrics.OUTBOX_PENDING.set(report["pending"])
                     metrics.OUTBOX_LAG.set(report["oldest_age_seconds"])
                     self.prune()
                     next_report = time.monotonic() + 5
                 published = self.relay_once()
                 backoff = self.poll_seconds
+                self._run_follow_up()
                 if published:
                     idle = self.poll_seconds
                 else:
+                    self.publisher.heartbeat()  # an idle connection must still answer the broker
                     stop.wait(idle)
                     idle = min(idle * 1.5, self.poll_seconds * 2)
-            except Exception:
-                log.exception("outbox relay failed; retrying in %.1fs", backoff)
+            except Exception as exc:
+                if is_transient(exc):  # the broker or the database: expected, and retried
+                    log.warning("outbox relay: %s; retrying in %.1fs", describe(exc), backoff)
+                else:
+                    log.exception("outbox relay failed; retrying in %.1fs", backoff)
                 self.publisher.reset()
                 stop.wait(backoff)
                 backoff = min(backoff * 2 or 0.1, 5.0)
+
+    def _run_follow_up(self) -> None:
+        if self.follow_up is None or time.monotonic() < self._follow_up_at:
+            return
+        try:
+            self.follow_up()
+        except Exception as exc:
+            log.error("after-publish work failed (%s); retrying in %.1fs", describe(exc), self._follow_up_backoff)
+            self._follow_up_at = time.monotonic() + self._follow_up_backoff
+            self._follow_up_backoff = min(self._follow_up_backoff * 2, 30.0)
+            return
+        self._follow_up_at = math.inf  # nothing to do until the next batch
+        self._follow_up_backoff = 0.5
 
     def prune(self, limit: int = 1000) -> int:
         """Forget events published longer ago than the retention, a bounded bite at a time, so the
@@ -169,10 +247,44 @@ class Relay:
                    .order_by(self.outbox.c.seq).limit(limit))
             return session.execute(delete(self.outbox).where(self.outbox.c.seq.in_(old.scalar_subquery()))).rowcount
 
-    def status(self) -> dict:
-        unsent = self.outbox.c.sent_at.is_(None)
+    def status(self, rows: int = 100) -> dict:
+        """Pending (unsent, in line), the oldest one's age, and the quarantined rows with reasons."""
+        c = self.outbox.c
+        waiting = (c.sent_at.is_(None), c.quarantined_at.is_(None))
         with self.sessions() as session:
-            pending = session.execute(select(func.count()).select_from(self.outbox).where(unsent)).scalar_one()
-            oldest: datetime | None = session.execute(select(func.min(self.outbox.c.created_at)).where(unsent)).scalar()
+            pending = session.execute(select(func.count()).select_from(self.outbox).where(*waiting)).scalar_one()
+            oldest: datetime | None = session.execute(select(func.min(c.created_at)).where(*waiting)).scalar()
+            quarantined = session.execute(select(func.count()).select_from(self.outbox)
+                                          .where(c.quarantined_at.is_not(None), c.sent_at.is_(None))).scalar_one()
+            listed = session.execute(
+                select(c.event_id, c.type, c.last_error, c.attempts, c.quarantined_at)
+                .where(c.quarantined_at.is_not(None), c.sent_at.is_(None)).order_by(c.seq).limit(rows)
+            ).all() if quarantined and rows else []
             now = db_now(session)
-        return {"pending": pending, "oldest_age_seconds": (now - oldest).total_seconds() if oldest else 0.0}
+        return {
+            "pending": pending,
+            "oldest_age_seconds": (now - oldest).total_seconds() if oldest else 0.0,
+            "quarantined": quarantined,
+            "quarantined_rows": [{"id": r.event_id, "type": r.type, "reason": r.last_error, "attempts": r.attempts,
+                                  "quarantined_at": r.quarantined_at.isoformat()} for r in listed],
+        }
+
+    def retry(self, event_ids: list[str]) -> int:
+        """Put quarantined events back in line (after a fix); returns how many."""
+        c = self.outbox.c
+        with self.sessions.begin() as session:
+            return session.execute(update(self.outbox).where(
+                c.event_id.in_(event_ids), c.quarantined_at.is_not(None), c.sent_at.is_(None))
+                .values(quarantined_at=None)).rowcount
+
+
+def _read(rows) -> tuple[dict[int, Envelope], dict[int, str]]:
+    """Parse each row's envelope; a row that is not one can never be published."""
+    envelopes, poisoned = {}, {}
+    for row in rows:
+        try:
+            envelopes[row.seq] = Envelope.from_dict(json.loads(row.body))
+        except (ValueError, TypeError) as exc:  # JSONDecodeError and MalformedEnvelope are ValueErrors
+            poisoned[row.seq] = f"unreadable: {describe(exc)}"
+            log.error("outbox event %s is unreadable; quarantined: %s", row.event_id, poisoned[row.seq])
+    return envelopes, poisoned

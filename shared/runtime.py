@@ -42,10 +42,11 @@ class Runtime:
 
         return [database, broker]
 
-    def relay(self, outbox: Table, after_publish: Callable[[list[Envelope]], None] | None = None) -> Relay:
+    def relay(self, outbox: Table, on_sent: Callable[[Session, list[Envelope]], None] | None = None,
+              follow_up: Callable[[], None] | None = None) -> Relay:
         return Relay(
-            self.sessions, outbox, Publisher(self.bus), self.config.relay_poll_seconds, after_publish=after_publish,
-            retention=timedelta(days=self.config.outbox_retention_days),
+            self.sessions, outbox, Publisher(self.bus), self.config.relay_poll_seconds, on_sent=on_sent,
+            follow_up=follow_up, retention=timedelta(days=self.config.outbox_retention_days),
         )
 
     def rate_limiter(self, table: Table):
@@ -54,5 +55,6 @@ class Runtime:
         return RateLimiter(self.sessions, table, parse(self.config.rate_limit))
 
     def consumer(self, inbox: Table, handlers: dict[str, Handler]) -> Consumer:
-        return Consumer(self.bus, self.service, self.sessions, inbox, handlers)
+        return Consumer(self.bus, self.service, self.sessions, inbox, handlers,
+                        transient_seconds=self.config.transient_retry_seconds)
 

@@ -259,19 +259,8 @@ def refresh_tally(session: Session, offer_id: str) -> None:
                  {"offer_id": offer_id, "count": count, "version": version})
 
 
-def tally_refresher(sessions: sessionmaker[Session]):
-    """The relay's after-publish hook: recount each offer whose reservations just moved."""
-
-    def after_publish(envelopes: list[Envelope]) -> None:
-        for offer_id in sorted({e.data["offer_id"] for e in envelopes if e.type in COUNTED_EVENTS}):
-            with sessions.begin() as session:
-                refresh_tally(session, offer_id)
-
-    return after_publish
-
-
 def refresh_open_tallies(sessions: sessionmaker[Session]) -> None:
-    """On start: a relay that died between publishing and recounting leaves no stale count."""
+    """On start: counts from before durable recounts (recounts.py), or moved by hand, are made true."""
     with sessions() as session:
         offer_ids = session.execute(select(offers.c.id).where(offers.c.closed.is_(False))).scalars().all()
     for offer_id in offer_ids:

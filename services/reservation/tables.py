@@ -63,6 +63,15 @@ tallies = Table(
     Column("version", Integer, nullable=False),
 )
 
+# Offers whose count must be recomputed: noted by the relay in the transaction that marks their
+# reservation events sent, deleted in the transaction of the recount, so none is ever lost.
+pending_recounts = Table(
+    "pending_recounts",
+    metadata,
+    Column("offer_id", String(36), primary_key=True),
+    Column("noted_at", UTCDateTime, nullable=False),
+)
+
 outbox = outbox_table(metadata)
 inbox = inbox_table(metadata)
 rate_limits = rate_limit_table(metadata)

@@ -8,7 +8,8 @@ from shared.runtime import Runtime
 
 from . import SERVICE
 from .app import MIGRATIONS
-from .reservations import HANDLERS, refresh_open_tallies, tally_refresher
+from .recounts import note_recounts, recounter
+from .reservations import HANDLERS, refresh_open_tallies
 from .tables import inbox, outbox
 
 
@@ -19,7 +20,7 @@ def main() -> int:
     refresh_open_tallies(runtime.sessions)
     return worker.run(SERVICE, {
         "consumer": runtime.consumer(inbox, HANDLERS).run,
-        "relay": runtime.relay(outbox, after_publish=tally_refresher(runtime.sessions)).run,
+        "relay": runtime.relay(outbox, on_sent=note_recounts, follow_up=recounter(runtime.sessions)).run,
     })
 
 
