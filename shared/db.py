@@ -66,7 +66,6 @@ def make_engine(url: str, schema: str, pool_size: int = 5) -> Engine:
         pool_size=pool_size,
         max_overflow=pool_size * 2,
         pool_recycle=1800,
-        hide_parameters=True,
     )
     _ping_when_idle(engine)
     with engine.begin() as conn:

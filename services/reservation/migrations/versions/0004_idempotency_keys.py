@@ -1,7 +1,7 @@
 """idempotency keys bound to the request they first came with
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-11-26 11:40:00
 
 Expand only: reservations.idempotency_key stays (no longer written) so that the previous release
@@ -16,7 +16,7 @@ import shared.db
 
 
 revision = '0004'
-down_revision = '0002'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
