@@ -41,9 +41,12 @@ class Email(fields.String):
         if len(text) > 254:
             raise ValidationError("An e-mail address is at most 254 characters.")
         try:
-            return validate_email(text, check_deliverability=False).normalized
+            # Only what any SMTP relay can carry: an international domain is kept in its ASCII
+            # (punycode) form; a non-ASCII local part would need SMTPUTF8 end to end, so it is refused.
+            checked = validate_email(text, check_deliverability=False, allow_smtputf8=False)
         except EmailNotValidError as exc:
             raise ValidationError(f"Not a valid e-mail address: {exc}") from None
+        return checked.ascii_email or checked.normalized
 
 
 class StrictInteger(fields.Integer):

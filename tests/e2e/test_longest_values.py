@@ -80,15 +80,18 @@ def test_the_longest_and_strangest_values_travel_from_request_to_mail(cobuy, mai
     mailbox.wait(1, to=purchaser, subject="Cancelled", timeout=20)
 
 
-@pytest.mark.parametrize("email", ["ünïcode-{tag}@example.com", "{tag}@bücher.example", "{tag}+tag@EXAMPLE.com"],
-                         ids=["utf8-local", "idn-domain", "plus-and-case"])
-def test_an_international_address_is_refused_clearly_or_mailed(cobuy, mailbox, email):
+@pytest.mark.parametrize("email, delivered_to", [
+    ("ünïcode-{tag}@example.com", None),  # needs SMTPUTF8 end to end: refused, clearly
+    ("{tag}@Bücher.example", "{tag}@xn--bcher-kva.example"),  # an IDN domain travels as punycode
+    ("{tag}+tag@EXAMPLE.com", "{tag}+tag@example.com"),
+], ids=["utf8-local", "idn-domain", "plus-and-case"])
+def test_an_international_address_is_refused_clearly_or_mailed(cobuy, mailbox, email, delivered_to):
     """An address the SMTP path cannot carry must not be taken and then lost."""
     offer = cobuy.create_offer(cobuy.register_seller())
-    address = email.format(tag=uuid.uuid4().hex[:8])
-    reply = cobuy.reserve(offer["id"], address)
-    assert reply.status_code in (201, 422), reply.text
-    if reply.status_code == 201:
-        mailbox.wait(1, to=address.lower(), subject="Reserved", timeout=20)
+    tag = uuid.uuid4().hex[:8]
+    reply = cobuy.reserve(offer["id"], email.format(tag=tag))
+    if delivered_to is None:
+        assert reply.status_code == 422 and "email" in reply.json()["errors"], reply.text
     else:
-        assert "email" in reply.json()["errors"]
+        assert reply.status_code == 201, reply.text
+        mailbox.wait(1, to=delivered_to.format(tag=tag), subject="Reserved", timeout=20)
