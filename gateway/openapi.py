@@ -12,6 +12,16 @@ PROTECTED = {
 }
 
 
+# Every operation takes it (SPEC §7); documenting it lets schemathesis fuzz it with the others.
+CORRELATION_PARAMETER = {
+    "name": "X-Correlation-Id", "in": "header", "required": False,
+    "description": "Kept when it is 1-64 characters of [A-Za-z0-9._:-]; anything else is replaced by a fresh "
+                   "id. The answer always carries the id used.",
+    "schema": {"type": "string"},
+}
+METHODS = {"get", "put", "post", "delete", "patch"}
+
+
 def merge(documents: list[dict]) -> dict:
     merged: dict = {
         "openapi": "3.0.3",
@@ -27,6 +37,10 @@ def merge(documents: list[dict]) -> dict:
                 merged["paths"].setdefault(path, {}).update(copy.deepcopy(item))
         for kind, entries in document.get("components", {}).items():
             merged["components"].setdefault(kind, {}).update(entries)
+    for item in merged["paths"].values():
+        for method, operation in item.items():
+            if method in METHODS:
+                operation.setdefault("parameters", []).append(dict(CORRELATION_PARAMETER))
     for path, method in PROTECTED:
         operation = merged["paths"].get(path, {}).get(method)
         if operation is not None:

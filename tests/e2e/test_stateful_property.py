@@ -6,6 +6,7 @@ the holder, the events each service recorded, and at the end exactly the mails t
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -220,7 +221,7 @@ def test_random_interleavings_keep_count_holder_events_and_mails_true(system, ma
 
     try:
         run_state_machine_as_test(Interleavings, settings=settings(
-            max_examples=6, stateful_step_count=10, deadline=None, database=None, derandomize=IN_CI,
+            max_examples=int(os.environ.get("COBUY_PROPERTY_EXAMPLES", "10")), stateful_step_count=12, deadline=None, database=None, derandomize=IN_CI,
             suppress_health_check=list(HealthCheck)))
     finally:
         reservation_db.engine.dispose()

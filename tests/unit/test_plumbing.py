@@ -86,3 +86,6 @@ def test_openapi_documents_merge_and_mark_seller_routes():
     assert set(merged["paths"]) == {"/api/v1/offers", "/api/v1/offers/{offer_id}/counter-offers"}
     assert merged["paths"]["/api/v1/offers"]["post"]["security"] == [{"sellerKey": []}]
     assert set(merged["components"]["schemas"]) == {"A", "B"}
+    for item in merged["paths"].values():
+        for operation in item.values():
+            assert "X-Correlation-Id" in {p["name"] for p in operation["parameters"] if p["in"] == "header"}
