@@ -22,10 +22,12 @@ _http = requests.Session()
 
 
 class Unknown(Problem):
-    """Raised by a use case: `id` is not known here (yet). When nobody knows it, a 404 with `code`."""
+    """Raised by a use case: `id` is not known here (yet). When nobody knows it either, a 404."""
 
-    def __init__(self, id_: str, code: str = "not_found", detail: str | None = None):
-        super().__init__(404, code, detail)
+    code_when_unknown, detail_when_unknown = "not_found", "No such thing."
+
+    def __init__(self, id_: str):
+        super().__init__(404, self.code_when_unknown, self.detail_when_unknown)
         self.id = id_
 
 
@@ -59,3 +61,13 @@ def learning(run: Callable[[], T], ask: Callable[[str], dict | None], remember: 
             raise
         remember(found)
     return run()
+
+
+def learning_in_event(session: Session, run: Callable[[], None], ask: Callable[[str], dict | None],
+                      remember: Callable[[Session, dict], None]) -> None:
+    """`learning` for an event handler: it learns in the handler's transaction, and an event about a
+    thing nobody knows changes nothing."""
+    try:
+        learning(run, ask, lambda found: remember(session, found))
+    except Unknown:
+        pass

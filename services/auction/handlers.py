@@ -1,9 +1,6 @@
 """auction's event entry points: which use case each event it hears runs."""
 from __future__ import annotations
 
-from contextlib import suppress
-from functools import partial
-
 from sqlalchemy.orm import Session
 
 from shared import config as config_module, lookup
@@ -11,7 +8,7 @@ from shared.envelope import Envelope
 from shared.events import read
 
 from .closing import HeardTally, close
-from .offers import HeardCount, OfferUnknown, apply_count, published_offer, remember_offer
+from .offers import HeardCount, apply_count, published_offer, remember_offer
 
 
 def on_offer_published(session: Session, event: Envelope) -> None:
@@ -21,9 +18,8 @@ def on_offer_published(session: Session, event: Envelope) -> None:
 def on_count_changed(session: Session, event: Envelope) -> None:
     count = read(HeardCount, event.data)
     # The count can overtake OfferPublished: without the offer, the count would be lost.
-    with suppress(OfferUnknown):  # catalog has no such offer either
-        lookup.learning(lambda: apply_count(session, count), published_offer(config_module.get()),
-                        partial(remember_offer, session))
+    lookup.learning_in_event(session, lambda: apply_count(session, count), published_offer(config_module.get()),
+                             remember_offer)
 
 
 def on_reservations_finalised(session: Session, event: Envelope) -> None:

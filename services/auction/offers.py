@@ -51,15 +51,12 @@ class HeardCount:
 
 
 class OfferUnknown(lookup.Unknown):
-    """The offer's OfferPublished has not reached auction yet (or there is no such offer)."""
-
-    def __init__(self, offer_id: str):
-        super().__init__(offer_id, "offer_not_found", "No such offer.")
+    # The offer's OfferPublished has not reached auction yet (or there is no such offer).
+    code_when_unknown, detail_when_unknown = "offer_not_found", "No such offer."
 
 
 def published_offer(config: Config) -> Callable[[str], dict | None]:
-    """Where an offer auction has not heard of yet is learned: catalog, as published."""
-    return partial(lookup.published, config, "catalog", "/internal/offers")
+    return partial(lookup.published, config, "catalog", "/internal/offers")  # the offer as catalog published it
 
 
 def remember_offer(session: Session, data: dict) -> None:

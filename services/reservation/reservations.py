@@ -11,7 +11,6 @@ import hmac
 import json
 import logging
 import uuid
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -80,15 +79,12 @@ class HeardInterception:
 
 
 class OfferUnknown(lookup.Unknown):
-    """The offer's OfferPublished has not reached reservation yet (or there is no such offer)."""
-
-    def __init__(self, offer_id: str):
-        super().__init__(offer_id, "offer_not_found", "No such offer.")
+    # The offer's OfferPublished has not reached reservation yet (or there is no such offer).
+    code_when_unknown, detail_when_unknown = "offer_not_found", "No such offer."
 
 
 def published_offer(config: Config) -> Callable[[str], dict | None]:
-    """Where an offer reservation has not heard of yet is learned: catalog, as published."""
-    return partial(lookup.published, config, "catalog", "/internal/offers")
+    return partial(lookup.published, config, "catalog", "/internal/offers")  # the offer as catalog published it
 
 
 def remember_offer(session: Session, data: dict) -> None:
@@ -115,9 +111,8 @@ def on_offer_published(session: Session, event: Envelope) -> None:
 def on_offer_intercepted(session: Session, event: Envelope) -> None:
     heard = read(HeardInterception, event.data)
     # An interception can overtake OfferPublished, which would then restore the old condition.
-    with suppress(OfferUnknown):  # catalog has no such offer either
-        lookup.learning(lambda: apply_interception(session, heard), published_offer(config_module.get()),
-                        partial(remember_offer, session))
+    lookup.learning_in_event(session, lambda: apply_interception(session, heard), published_offer(config_module.get()),
+                             remember_offer)
 
 
 def apply_interception(session: Session, heard: HeardInterception) -> None:
