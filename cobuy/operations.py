@@ -107,7 +107,7 @@ def offers_list(config: Config, status: str | None = None) -> list[dict]:
 
 
 def rotate_seller_key(config: Config, email: str) -> str | None:
-    from services.catalog.offers import rotate_key
+    from services.catalog.sellers import rotate_key
 
     runtime = Runtime.create("catalog", config)
     try:

@@ -1,39 +1,73 @@
-"""Read-your-writes across services: ask catalog for an offer we have not heard of yet.
+"""Read-your-writes across services: meeting something this service has not heard of yet.
 
-Offers are announced by the OfferPublished event; a request that arrives before the event
-(right after the 201) falls back to this synchronous look-up, then proceeds as if the event
-had come. The event, arriving later, finds the offer known and changes nothing.
+A thing is announced by its owner's event (an offer by OfferPublished). A request can come
+before that event (right after the owner's 201), and another producer's event can overtake it.
+Then, one way everywhere: the use case raises `Unknown`; its entry point (`learning`) asks the
+owner for the thing as published, remembers it as the event would, and runs the use case once
+more. The event, arriving later, finds the thing known and changes nothing.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, TypeVar
+from urllib.parse import quote
 
 import requests
+from sqlalchemy.orm import Session, sessionmaker
 
-from shared import config as config_module
 from shared.config import Config
+from shared.problems import Problem
 
+T = TypeVar("T")
 _http = requests.Session()
 
 
-def published_offer(config: Config, offer_id: str) -> dict | None:
-    if not offer_id or len(offer_id) > 64:
+class Unknown(Problem):
+    """Raised by a use case: `id` is not known here (yet). When nobody knows it either, a 404."""
+
+    code_when_unknown, detail_when_unknown = "not_found", "No such thing."
+
+    def __init__(self, id_: str):
+        super().__init__(404, self.code_when_unknown, self.detail_when_unknown)
+        self.id = id_
+
+
+def published(config: Config, service: str, path: str, id_: str) -> dict | None:
+    """What `service` publishes at `path`/<id> (its /internal read), or None when it has no such thing."""
+    if not id_ or len(id_) > 64:
         return None
-    reply = _http.get(f"{config.service_url('catalog')}/internal/offers/{offer_id}", timeout=5)
+    reply = _http.get(f"{config.service_url(service)}{path}/{quote(id_, safe='')}", timeout=5)
     if reply.status_code == 404:
         return None
     reply.raise_for_status()
     return reply.json()
 
 
-def learn_if_unknown(session, offer_id: str, find: Callable, remember: Callable) -> bool:
-    """For an event about an offer this service has not heard of yet (it overtook OfferPublished:
-    another producer, another queue): learn the offer as published, in the caller's transaction.
-    False when catalog has no such offer either."""
-    if find(session, offer_id) is not None:
-        return True
-    published = published_offer(config_module.get(), offer_id)
-    if published is None:
-        return False
-    remember(session, published)
-    return True
+def committed(sessions: sessionmaker[Session], remember: Callable[[Session, dict], None]) -> Callable[[dict], None]:
+    """`remember` in a transaction of its own: for an HTTP entry point, whose use case rolled back."""
+    def remember_committed(found: dict) -> None:
+        with sessions.begin() as session:
+            remember(session, found)
+    return remember_committed
+
+
+def learning(run: Callable[[], T], ask: Callable[[str], dict | None], remember: Callable[[dict], None]) -> T:
+    """Run a use case; when it meets something unknown, `ask` for it, `remember` the answer and run
+    the use case once more. When nobody knows it either, the Unknown is raised on."""
+    try:
+        return run()
+    except Unknown as unknown:
+        found = ask(unknown.id)
+        if found is None:
+            raise
+        remember(found)
+    return run()
+
+
+def learning_in_event(session: Session, run: Callable[[], None], ask: Callable[[str], dict | None],
+                      remember: Callable[[Session, dict], None]) -> None:
+    """`learning` for an event handler: it learns in the handler's transaction, and an event about a
+    thing nobody knows changes nothing."""
+    try:
+        learning(run, ask, lambda found: remember(session, found))
+    except Unknown:
+        pass

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import clock, logs, metrics
 from shared.db import UTCDateTime, db_now, insert_ignore
 from shared.envelope import Envelope
+from shared.events import Event
 from shared.failures import describe, is_transient
 
 log = logging.getLogger(__name__)
@@ -83,9 +84,15 @@ def _correlation_id() -> str | None:
     return logs.new_correlation_id()
 
 
-def record_event(session: Session, outbox: Table, producer: str, type_: str, data: dict) -> Envelope:
-    """Write an event in the same transaction as the change that caused it."""
-    envelope = Envelope(type=type_, data=data, producer=producer, correlation_id=_correlation_id())
+def record_event(session: Session, outbox: Table, producer: str, event: Event | str, data: dict | None = None
+                 ) -> Envelope:
+    """Write an event in the same transaction as the change that caused it. `event` is one of the
+    producer's events (services/<producer>/events.py); a bare type and data serve the plumbing's tests."""
+    if isinstance(event, Event):
+        type_, data, version = event.type_name(), event.to_data(), event.VERSION
+    else:
+        type_, data, version = event, data or {}, 1
+    envelope = Envelope(type=type_, data=data, producer=producer, version=version, correlation_id=_correlation_id())
     session.execute(
         outbox.insert().values(
             event_id=envelope.id,

@@ -8,11 +8,10 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from shared import lookup
 from shared.money import MAX_MINOR_UNITS
-from shared.problems import Problem
 from shared.validation import StrictInteger
 from shared.web import require_seller
 
-from . import auction as use_cases
+from . import counter_offers, offers
 
 bp = Blueprint("counter_offers", __name__, url_prefix="/api/v1", description="Counter-offers")
 
@@ -51,13 +50,12 @@ class CounterOffers(MethodView):
         """Counter-offer; 201 when it beats the holding condition and takes the offer over."""
         seller = require_seller()
         runtime = _runtime()
-        with runtime.sessions() as session:
-            known = use_cases.find_offer(session, offer_id) is not None
-        if not known:
-            data = lookup.published_offer(runtime.config, offer_id)
-            if data is None:
-                raise Problem(404, "offer_not_found", "No such offer.")
+
+        def counter_offer():
             with runtime.sessions.begin() as session:
-                use_cases.remember_offer(session, data)
-        with runtime.sessions.begin() as session:
-            return use_cases.counter_offer(session, offer_id, seller, body["unit_price"], body["minimum_reservations"])
+                return counter_offers.counter_offer(session, offer_id, seller, body["unit_price"],
+                                                    body["minimum_reservations"])
+
+        # Read-your-writes: an offer whose OfferPublished has not arrived yet is asked of catalog.
+        return lookup.learning(counter_offer, offers.published_offer(runtime.config),
+                               lookup.committed(runtime.sessions, offers.remember_offer))

@@ -8,7 +8,8 @@ from shared.runtime import Runtime
 
 from . import SERVICE
 from .app import MIGRATIONS
-from .auction import HANDLERS, Scheduler
+from .handlers import HANDLERS
+from .steps import Scheduler
 from .tables import inbox, outbox
 
 

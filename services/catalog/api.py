@@ -8,7 +8,7 @@ from flask_smorest import Blueprint
 from shared.problems import Problem
 from shared.web import client_address, require_seller
 
-from . import offers as use_cases
+from . import offers as use_cases, sellers
 from .schemas import (
     OfferCreateSchema,
     OfferListQuerySchema,
@@ -37,7 +37,7 @@ class Sellers(MethodView):
         current_app.extensions["cobuy.limiter"].hit("registrations", f"ip:{client_address()}",
                                                      f"email:{body['email'].lower()}")
         with sessions().begin() as session:
-            return use_cases.register_seller(session, body["name"], body["email"])
+            return sellers.register_seller(session, body["name"], body["email"])
 
 
 @sellers_bp.route("/me")
@@ -47,7 +47,7 @@ class Me(MethodView):
         """The authenticated seller."""
         seller = require_seller()
         with sessions()() as session:
-            found = use_cases.seller_by_id(session, seller["id"])
+            found = sellers.seller_by_id(session, seller["id"])
         if found is None:
             raise Problem(401, "authentication_required", "Unknown seller.")
         return found
@@ -91,7 +91,7 @@ def authenticate():
     if not isinstance(api_key, str) or not api_key:
         raise Problem(400, "bad_request", "api_key required")
     with sessions()() as session:
-        seller = use_cases.seller_by_key(session, api_key)
+        seller = sellers.seller_by_key(session, api_key)
     if seller is None:
         raise Problem(404, "unknown_api_key")
     return {**seller, "registered_at": seller["registered_at"].isoformat()}

@@ -1,23 +1,24 @@
-"""catalog's use cases: register sellers, publish offers, read them; apply other services' events."""
+"""catalog's offers: publish them, read them; the read model from other services' events."""
 from __future__ import annotations
 
-import secrets
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import clock
 from shared.db import insert_ignore
 from shared.envelope import Envelope
-from shared.identity import hash_api_key
+from shared.events import read
 from shared.outbox import record_event
 from shared.problems import Problem
 
 from . import SERVICE
-from .tables import history, offers, outbox, sellers
+from .events import InitialCondition, OfferPublished
+from .sellers import seller_by_id
+from .tables import history, offers, outbox
 
 INVITATION_SHARE_OF_TERM = 0.2
 
@@ -37,55 +38,6 @@ def check_term(opens_at: datetime, invite_at: datetime | None, closes_at: dateti
         raise Problem(422, "validation_failed", "invite_at must fall inside the term.",
                       errors={"invite_at": ["Must be after now and before closes_at."]})
     return invite_at
-
-
-# ---- sellers -------------------------------------------------------------------------------
-
-def register_seller(session: Session, name: str, email: str) -> dict:
-    api_key = "cb_" + secrets.token_urlsafe(32)
-    seller = {
-        "id": str(uuid.uuid4()),
-        "name": name,
-        "email": email.lower(),
-        "api_key_hash": hash_api_key(api_key),
-        "registered_at": clock.now(),
-    }
-    if session.execute(select(sellers.c.id).where(sellers.c.email == seller["email"])).first():
-        raise Problem(409, "email_taken", "A seller with this e-mail is already registered.")
-    try:
-        with session.begin_nested():
-            session.execute(sellers.insert().values(**seller))
-    except IntegrityError:
-        raise Problem(409, "email_taken", "A seller with this e-mail is already registered.") from None
-    record_event(session, outbox, SERVICE, "SellerRegistered", {
-        "seller_id": seller["id"], "name": name, "email": seller["email"],
-        "registered_at": clock.iso(seller["registered_at"]),
-    })
-    return {**public_seller(seller), "api_key": api_key}
-
-
-def public_seller(row) -> dict:
-    row = dict(row._mapping) if hasattr(row, "_mapping") else row
-    return {"id": row["id"], "name": row["name"], "email": row["email"], "registered_at": row["registered_at"]}
-
-
-def seller_by_key(session: Session, api_key: str) -> dict | None:
-    row = session.execute(select(sellers).where(sellers.c.api_key_hash == hash_api_key(api_key))).first()
-    return public_seller(row) if row else None
-
-
-def seller_by_id(session: Session, seller_id: str) -> dict | None:
-    row = session.execute(select(sellers).where(sellers.c.id == seller_id)).first()
-    return public_seller(row) if row else None
-
-
-def rotate_key(session: Session, email: str) -> str | None:
-    """Operator action: the old key stops working, the new one is returned once."""
-    api_key = "cb_" + secrets.token_urlsafe(32)
-    result = session.execute(
-        update(sellers).where(sellers.c.email == email.lower()).values(api_key_hash=hash_api_key(api_key))
-    )
-    return api_key if result.rowcount else None
 
 
 # ---- offers --------------------------------------------------------------------------------
@@ -123,29 +75,20 @@ def publish_offer(session: Session, seller: dict, data: dict) -> dict:
         offer_id=offer_id, seq=0, seller_id=seller["id"], seller_name=seller["name"],
         unit_price=row["unit_price"], minimum_reservations=row["minimum_reservations"], at=now, kind="initial",
     ))
-    record_event(session, outbox, SERVICE, "OfferPublished", published_data(row, seller))
+    record_event(session, outbox, SERVICE, published_event(row, seller))
     return get_offer(session, offer_id)
 
 
-def published_data(row: dict, seller: dict) -> dict:
+def published_event(row: dict, seller: dict) -> OfferPublished:
     """What other services need to know of a new offer (also served to their fallback look-up)."""
-    return {
-        "offer_id": row["id"],
-        "title": row["title"],
-        "currency": row["currency"],
-        "opens_at": clock.iso(row["opens_at"]),
-        "invite_at": clock.iso(row["invite_at"]),
-        "closes_at": clock.iso(row["closes_at"]),
-        "min_decrement": row["min_decrement"],
-        "condition": {
-            "seller_id": seller["id"],
-            "seller_name": seller["name"],
-            "seller_email": seller["email"],
-            "unit_price": row["unit_price"],
-            "minimum_reservations": row["minimum_reservations"],
-            "since": clock.iso(row["opens_at"]),
-        },
-    }
+    return OfferPublished(
+        offer_id=row["id"], title=row["title"], currency=row["currency"], opens_at=row["opens_at"],
+        invite_at=row["invite_at"], closes_at=row["closes_at"], min_decrement=row["min_decrement"],
+        condition=InitialCondition(
+            seller_id=seller["id"], seller_name=seller["name"], seller_email=seller["email"],
+            unit_price=row["unit_price"], minimum_reservations=row["minimum_reservations"], since=row["opens_at"],
+        ),
+    )
 
 
 def published_data_for(session: Session, offer_id: str) -> dict | None:
@@ -159,7 +102,7 @@ def published_data_for(session: Session, offer_id: str) -> dict | None:
         select(history).where(history.c.offer_id == offer_id, history.c.seq == 0)
     ).one()
     row.update(unit_price=initial.unit_price, minimum_reservations=initial.minimum_reservations)
-    return published_data(row, seller)
+    return published_event(row, seller).to_data()
 
 
 def _offer_dict(row, entries) -> dict:
@@ -230,24 +173,56 @@ def list_offers(session: Session, status: str | None, page: int, per_page: int, 
 
 
 # ---- the read model, from other services' events ------------------------------------------------
+# What catalog reads of each event (shared/events.py: a key it does not name is ignored).
+
+@dataclass(frozen=True)
+class HeardCondition:
+    seller_id: str
+    seller_name: str
+    unit_price: int
+    minimum_reservations: int
+    since: datetime
+
+
+@dataclass(frozen=True)
+class HeardInterception:
+    offer_id: str
+    version: int
+    kind: str
+    condition: HeardCondition
+
+
+@dataclass(frozen=True)
+class HeardCount:
+    offer_id: str
+    count: int
+    version: int
+
+
+@dataclass(frozen=True)
+class HeardClose:
+    offer_id: str
+    outcome: str
+    final_count: int
+    closed_at: datetime
+
 
 def on_offer_intercepted(session: Session, event: Envelope) -> None:
-    data = event.data
-    condition = data["condition"]
-    since = datetime.fromisoformat(condition["since"])
+    heard = read(HeardInterception, event.data)
+    condition = heard.condition
     insert_ignore(session, history, {
-        "offer_id": data["offer_id"], "seq": data["version"], "seller_id": condition["seller_id"],
-        "seller_name": condition["seller_name"], "unit_price": condition["unit_price"],
-        "minimum_reservations": condition["minimum_reservations"], "at": since, "kind": data["kind"],
+        "offer_id": heard.offer_id, "seq": heard.version, "seller_id": condition.seller_id,
+        "seller_name": condition.seller_name, "unit_price": condition.unit_price,
+        "minimum_reservations": condition.minimum_reservations, "at": condition.since, "kind": heard.kind,
     }, ["offer_id", "seq"])
     # In order per offer: an older condition never overwrites a newer one.
     session.execute(
         update(offers)
-        .where(offers.c.id == data["offer_id"], offers.c.condition_version < data["version"])
+        .where(offers.c.id == heard.offer_id, offers.c.condition_version < heard.version)
         .values(
-            holder_id=condition["seller_id"], holder_name=condition["seller_name"],
-            unit_price=condition["unit_price"], minimum_reservations=condition["minimum_reservations"],
-            condition_since=since, condition_version=data["version"],
+            holder_id=condition.seller_id, holder_name=condition.seller_name,
+            unit_price=condition.unit_price, minimum_reservations=condition.minimum_reservations,
+            condition_since=condition.since, condition_version=heard.version,
         )
     )
 
@@ -257,21 +232,21 @@ def on_offer_invited(session: Session, event: Envelope) -> None:
 
 
 def on_count_changed(session: Session, event: Envelope) -> None:
-    data = event.data
+    heard = read(HeardCount, event.data)
     session.execute(
         update(offers)
-        .where(offers.c.id == data["offer_id"], offers.c.count_version < data["version"], offers.c.status == "open")
-        .values(reservation_count=data["count"], count_version=data["version"])
+        .where(offers.c.id == heard.offer_id, offers.c.count_version < heard.version, offers.c.status == "open")
+        .values(reservation_count=heard.count, count_version=heard.version)
     )
 
 
 def on_offer_closed(session: Session, event: Envelope) -> None:
-    data = event.data
+    heard = read(HeardClose, event.data)
     session.execute(
         update(offers)
-        .where(offers.c.id == data["offer_id"])
-        .values(status="closed", outcome=data["outcome"], reservation_count=data["final_count"],
-                closed_at=datetime.fromisoformat(data["closed_at"]))
+        .where(offers.c.id == heard.offer_id)
+        .values(status="closed", outcome=heard.outcome, reservation_count=heard.final_count,
+                closed_at=heard.closed_at)
     )
 
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import re
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from shared import clock
 from shared.db import insert_ignore, insert_ignore_many
 from shared.envelope import Envelope
+from shared.events import read
 
 from .tables import batches, deliveries, sellers
 
@@ -80,58 +82,122 @@ def plan(session: Session, event: Envelope, template: str, context: dict,
     insert_ignore_many(session, deliveries, rows, ["event_id", "recipient", "template"])
 
 
+# What the mailer reads of each event (shared/events.py: a key it does not name is ignored). A `dict`
+# is what the producer describes of the offer or condition, handed to the templates as it comes.
+
+@dataclass(frozen=True)
+class HeardSeller:
+    seller_id: object  # checked by storable_id: the mailer bounds what it stores, whatever was sent
+    name: object
+    email: object
+    registered_at: str
+
+
+@dataclass(frozen=True)
+class HeardReservation:
+    offer_id: str
+    reservation_id: str
+    name: str
+    email: str
+    offer: dict
+
+
+@dataclass(frozen=True)
+class HeardAcceptance(HeardReservation):
+    cancel_token: str
+
+
+@dataclass(frozen=True)
+class HeardLoser:
+    seller_name: str
+    seller_email: str
+    unit_price: int
+    minimum_reservations: int
+
+
+@dataclass(frozen=True)
+class HeardInterception:
+    offer_id: str
+    kind: str
+    condition: dict
+    intercepted: HeardLoser
+    offer: dict
+
+
+@dataclass(frozen=True)
+class HeardClosingCondition:
+    seller_id: str
+    seller_name: str
+    seller_email: str
+    unit_price: int
+    minimum_reservations: int
+
+
+@dataclass(frozen=True)
+class HeardClose:
+    offer_id: str
+    title: str
+    currency: str
+    outcome: str
+    final_count: int
+    closes_at: str
+    condition: HeardClosingCondition
+    purchasers: list[dict]
+
+
 class Planner:
     def __init__(self, mail_domain: str):
         self.domain = mail_domain
 
     def on_seller_registered(self, session: Session, event: Envelope) -> None:
-        d = event.data
-        if storable_id(d["seller_id"]) is None or not deliverable(d["email"]):
+        seller = read(HeardSeller, event.data)
+        if storable_id(seller.seller_id) is None or not deliverable(seller.email):
             log.warning("seller of event %s has an id or address we cannot store or mail; not invited", event.id)
             return
-        insert_ignore(session, sellers, {"id": d["seller_id"], "name": one_line(d["name"]), "email": d["email"],
-                                         "registered_at": datetime.fromisoformat(d["registered_at"])}, ["id"])
+        insert_ignore(session, sellers, {"id": seller.seller_id, "name": one_line(seller.name), "email": seller.email,
+                                         "registered_at": datetime.fromisoformat(seller.registered_at)}, ["id"])
 
     def on_reservation_accepted(self, session: Session, event: Envelope) -> None:
-        d = event.data
-        plan(session, event, "reservation_accepted", {"offer_id": d["offer_id"], **d["offer"]},
-             [(d["email"], d["name"], {"reservation_id": d["reservation_id"], "cancel_token": d["cancel_token"]})],
+        r = read(HeardAcceptance, event.data)
+        plan(session, event, "reservation_accepted", {"offer_id": r.offer_id, **r.offer},
+             [(r.email, r.name, {"reservation_id": r.reservation_id, "cancel_token": r.cancel_token})],
              self.domain)
 
     def on_reservation_cancelled(self, session: Session, event: Envelope) -> None:
-        d = event.data
-        plan(session, event, "reservation_cancelled", {"offer_id": d["offer_id"], **d["offer"]},
-             [(d["email"], d["name"], {})], self.domain)
+        r = read(HeardReservation, event.data)
+        plan(session, event, "reservation_cancelled", {"offer_id": r.offer_id, **r.offer},
+             [(r.email, r.name, {})], self.domain)
 
     def on_offer_intercepted(self, session: Session, event: Envelope) -> None:
-        d = event.data
-        lost = d["intercepted"]
-        context = {"offer_id": d["offer_id"], **d["offer"], "condition": d["condition"], "kind": d["kind"],
-                   "previous": {k: lost[k] for k in ("unit_price", "minimum_reservations")}}
-        plan(session, event, "offer_intercepted", context, [(lost["seller_email"], lost["seller_name"], {})],
+        i = read(HeardInterception, event.data)
+        lost = i.intercepted
+        context = {"offer_id": i.offer_id, **i.offer, "condition": i.condition, "kind": i.kind,
+                   "previous": {"unit_price": lost.unit_price, "minimum_reservations": lost.minimum_reservations}}
+        plan(session, event, "offer_intercepted", context, [(lost.seller_email, lost.seller_name, {})],
              self.domain)
 
     def on_offer_invited(self, session: Session, event: Envelope) -> None:
-        """Every registered seller except the holder at the invitation instant."""
-        d = event.data
+        """Every registered seller except the holder at the invitation instant. The templates get the
+        whole event: it is the offer as the invitation describes it."""
         rows = session.execute(
-            select(sellers.c.email, sellers.c.name).where(sellers.c.id != d["holder_id"])
+            select(sellers.c.email, sellers.c.name).where(sellers.c.id != event.data["holder_id"])
         ).all()
-        plan(session, event, "invitation", d, [(r.email, r.name, {}) for r in rows], self.domain)
+        plan(session, event, "invitation", event.data, [(r.email, r.name, {}) for r in rows], self.domain)
 
     def on_offer_closed(self, session: Session, event: Envelope) -> None:
-        d = event.data
-        concluded = d["outcome"] == "concluded"
-        holder = d["condition"]
-        context = {k: d[k] for k in ("offer_id", "title", "currency", "outcome", "final_count", "closes_at")}
-        context["condition"] = {k: holder[k] for k in ("seller_id", "seller_name", "unit_price",
-                                                       "minimum_reservations")}
-        purchasers = [(p["email"], p["name"], {"reservation_id": p["id"]}) for p in d["purchasers"]]
+        c = read(HeardClose, event.data)
+        concluded = c.outcome == "concluded"
+        holder = c.condition
+        context = {"offer_id": c.offer_id, "title": c.title, "currency": c.currency, "outcome": c.outcome,
+                   "final_count": c.final_count, "closes_at": c.closes_at,
+                   "condition": {"seller_id": holder.seller_id, "seller_name": holder.seller_name,
+                                 "unit_price": holder.unit_price, "minimum_reservations": holder.minimum_reservations}}
+        purchasers = [(p["email"], p["name"], {"reservation_id": p["id"]}) for p in c.purchasers]
         plan(session, event, "contract_concluded" if concluded else "contract_failed", context, purchasers,
              self.domain)
-        holder_context = {**context, "purchasers": d["purchasers"]}
+        holder_context = {**context, "purchasers": c.purchasers}
         plan(session, event, "concluded_holder" if concluded else "failed_holder", holder_context,
-             [(holder["seller_email"], holder["seller_name"], {})], self.domain)
+             [(holder.seller_email, holder.seller_name, {})], self.domain)
 
     def handlers(self) -> dict:
         return {

@@ -1,6 +1,8 @@
 """reservation's HTTP API."""
 from __future__ import annotations
 
+from typing import Callable, TypeVar
+
 from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
@@ -8,7 +10,6 @@ from sqlalchemy.exc import DBAPIError
 
 from shared import lookup
 from shared.db import is_disconnect
-from shared.problems import Problem
 from shared.web import client_address, require_seller
 
 from . import reservations as use_cases
@@ -20,6 +21,7 @@ from .schemas import (
     ReservationSchema,
 )
 
+T = TypeVar("T")
 bp = Blueprint("reservations", __name__, url_prefix="/api/v1", description="Purchase reservations")
 
 
@@ -27,21 +29,24 @@ def _runtime():
     return current_app.extensions["cobuy.runtime"]
 
 
-def _learn_offer(offer_id: str) -> None:
-    """Read-your-writes: an offer whose OfferPublished has not arrived yet is asked of catalog."""
+def _learning(run: Callable[[], T]) -> T:
+    """Read-your-writes: an offer whose OfferPublished has not arrived yet is asked of catalog,
+    remembered in its own transaction, and the use case runs once more."""
     runtime = _runtime()
-    data = lookup.published_offer(runtime.config, offer_id)
-    if data is None:
-        raise Problem(404, "offer_not_found", "No such offer.")
-    with runtime.sessions.begin() as session:
-        use_cases.remember_offer(session, data)
+    return lookup.learning(run, use_cases.published_offer(runtime.config),
+                           lookup.committed(runtime.sessions, use_cases.remember_offer))
 
 
-def _ensure_offer_known(offer_id: str) -> None:
-    with _runtime().sessions() as session:
-        if use_cases.find_offer(session, offer_id) is not None:
-            return
-    _learn_offer(offer_id)
+def _reconnecting(run: Callable[[], T], attempts: int = 3) -> T:
+    """A connection the database dropped: reserving is idempotent per e-mail, so a repeat is safe
+    even if the lost COMMIT had gone through."""
+    for _ in range(attempts - 1):
+        try:
+            return run()
+        except DBAPIError as exc:
+            if not is_disconnect(exc):
+                raise
+    return run()
 
 
 @bp.route("/offers/<offer_id>/reservations")
@@ -55,29 +60,24 @@ class OfferReservations(MethodView):
         runtime = _runtime()
         current_app.extensions["cobuy.limiter"].hit("reservations", f"ip:{client_address()}",
                                                      f"email:{body['email'].lower()}")
-        for attempt in range(3):
-            try:
-                with runtime.sessions.begin() as session:
-                    return use_cases.reserve(session, offer_id, body["name"], body["email"], idempotency_key,
-                                             runtime.config.internal_secret)
-            except use_cases.OfferUnknown:
-                if attempt:
-                    raise Problem(404, "offer_not_found", "No such offer.") from None
-                _learn_offer(offer_id)
-            except DBAPIError as exc:
-                # A connection the database dropped: reserving is idempotent per e-mail, so a
-                # repeat is safe even if the lost COMMIT had gone through.
-                if not is_disconnect(exc) or attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+
+        def reserve():
+            with runtime.sessions.begin() as session:
+                return use_cases.reserve(session, offer_id, body["name"], body["email"], idempotency_key,
+                                         runtime.config.internal_secret)
+
+        return _learning(lambda: _reconnecting(reserve))
 
     @bp.response(200, HolderReservationListSchema)
     def get(self, offer_id):
         """The active reservations, for the seller holding the offer."""
         seller = require_seller()
-        _ensure_offer_known(offer_id)
-        with _runtime().sessions() as session:
-            items = use_cases.list_for_holder(session, offer_id, seller)
+
+        def list_for_holder():
+            with _runtime().sessions() as session:
+                return use_cases.list_for_holder(session, offer_id, seller)
+
+        items = _learning(list_for_holder)
         return {"items": items, "count": len(items)}
 
 

@@ -11,23 +11,38 @@ import hmac
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from typing import Callable
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock, lookup, metrics
+from shared import config as config_module
+from shared.config import Config
 from shared.db import advisory_lock, insert_ignore, lock_key
 from shared.envelope import Envelope
+from shared.events import read
 from shared.outbox import record_event
 from shared.problems import Problem
 
 from . import SERVICE
+from .events import (
+    CancelledOffer,
+    Purchaser,
+    ReservationAccepted,
+    ReservationCancelled,
+    ReservationCountChanged,
+    ReservationsFinalised,
+    ReservedOffer,
+)
 from .tables import idempotency_keys, offers, outbox, reservations, tallies
 
 log = logging.getLogger(__name__)
 
-COUNTED_EVENTS = ("ReservationAccepted", "ReservationCancelled")
+COUNTED_EVENTS = (ReservationAccepted.type_name(), ReservationCancelled.type_name())
 
 
 def cancel_token(secret: str, reservation_id: str) -> str:
@@ -36,18 +51,54 @@ def cancel_token(secret: str, reservation_id: str) -> str:
 
 
 # ---- what reservation knows of offers --------------------------------------------------------
+# What it reads of other services' events (shared/events.py: a key it does not name is ignored).
+
+@dataclass(frozen=True)
+class HeardCondition:
+    seller_id: str
+    seller_name: str
+    unit_price: int
+    minimum_reservations: int
+
+
+@dataclass(frozen=True)
+class HeardOffer:
+    """Of OfferPublished, of catalog's /internal/offers/<id>, and of OfferDeadlineReached's snapshot."""
+    offer_id: str
+    title: str
+    currency: str
+    closes_at: datetime
+    condition: HeardCondition
+
+
+@dataclass(frozen=True)
+class HeardInterception:
+    offer_id: str
+    version: int
+    condition: HeardCondition
+
+
+class OfferUnknown(lookup.Unknown):
+    # The offer's OfferPublished has not reached reservation yet (or there is no such offer).
+    code_when_unknown, detail_when_unknown = "offer_not_found", "No such offer."
+
+
+def published_offer(config: Config) -> Callable[[str], dict | None]:
+    return partial(lookup.published, config, "catalog", "/internal/offers")  # the offer as catalog published it
+
 
 def remember_offer(session: Session, data: dict) -> None:
-    condition = data["condition"]
+    offer = read(HeardOffer, data)
+    condition = offer.condition
     insert_ignore(session, offers, {
-        "id": data["offer_id"],
-        "title": data["title"],
-        "currency": data["currency"],
-        "closes_at": datetime.fromisoformat(data["closes_at"]),
-        "holder_id": condition["seller_id"],
-        "holder_name": condition["seller_name"],
-        "unit_price": condition["unit_price"],
-        "minimum_reservations": condition["minimum_reservations"],
+        "id": offer.offer_id,
+        "title": offer.title,
+        "currency": offer.currency,
+        "closes_at": offer.closes_at,
+        "holder_id": condition.seller_id,
+        "holder_name": condition.seller_name,
+        "unit_price": condition.unit_price,
+        "minimum_reservations": condition.minimum_reservations,
         "condition_version": 0,
         "closed": False,
     }, ["id"])
@@ -58,21 +109,33 @@ def on_offer_published(session: Session, event: Envelope) -> None:
 
 
 def on_offer_intercepted(session: Session, event: Envelope) -> None:
-    data, condition = event.data, event.data["condition"]
+    heard = read(HeardInterception, event.data)
     # An interception can overtake OfferPublished, which would then restore the old condition.
-    if not lookup.learn_if_unknown(session, data["offer_id"], find_offer, remember_offer):
-        return
+    lookup.learning_in_event(session, lambda: apply_interception(session, heard), published_offer(config_module.get()),
+                             remember_offer)
+
+
+def apply_interception(session: Session, heard: HeardInterception) -> None:
+    known_offer(session, heard.offer_id)
+    condition = heard.condition
     session.execute(
         update(offers)
-        .where(offers.c.id == data["offer_id"], offers.c.condition_version < data["version"])
-        .values(holder_id=condition["seller_id"], holder_name=condition["seller_name"],
-                unit_price=condition["unit_price"], minimum_reservations=condition["minimum_reservations"],
-                condition_version=data["version"])
+        .where(offers.c.id == heard.offer_id, offers.c.condition_version < heard.version)
+        .values(holder_id=condition.seller_id, holder_name=condition.seller_name,
+                unit_price=condition.unit_price, minimum_reservations=condition.minimum_reservations,
+                condition_version=heard.version)
     )
 
 
 def find_offer(session: Session, offer_id: str):
     return session.execute(select(offers).where(offers.c.id == offer_id)).first()
+
+
+def known_offer(session: Session, offer_id: str):
+    offer = find_offer(session, offer_id)
+    if offer is None:
+        raise OfferUnknown(offer_id)
+    return offer
 
 
 def _is_closed(offer) -> bool:
@@ -84,25 +147,16 @@ def _reservation_dict(row, secret: str) -> dict:
 
 
 def _accepted_event(session: Session, offer, reservation_id: str, name: str, email: str, secret: str) -> None:
-    record_event(session, outbox, SERVICE, "ReservationAccepted", {
-        "reservation_id": reservation_id,
-        "offer_id": offer.id,
-        "name": name,
-        "email": email,
-        "cancel_token": cancel_token(secret, reservation_id),
-        "offer": {
-            "title": offer.title, "currency": offer.currency, "closes_at": clock.iso(offer.closes_at),
-            "unit_price": offer.unit_price, "minimum_reservations": offer.minimum_reservations,
-            "holder_name": offer.holder_name,
-        },
-    })
+    record_event(session, outbox, SERVICE, ReservationAccepted(
+        reservation_id=reservation_id, offer_id=offer.id, name=name, email=email,
+        cancel_token=cancel_token(secret, reservation_id),
+        offer=ReservedOffer(title=offer.title, currency=offer.currency, closes_at=offer.closes_at,
+                            unit_price=offer.unit_price, minimum_reservations=offer.minimum_reservations,
+                            holder_name=offer.holder_name),
+    ))
 
 
 # ---- reserve, cancel, list ---------------------------------------------------------------------
-
-class OfferUnknown(Exception):
-    """The offer's OfferPublished event has not reached reservation yet (or there is no such offer)."""
-
 
 def request_fingerprint(name: str, email: str) -> str:
     """What an Idempotency-Key is bound to: the request as it was understood (the e-mail in any case)."""
@@ -118,9 +172,7 @@ def reserve(session: Session, offer_id: str, name: str, email: str, idempotency_
     The hot path is five statements: the shared lock, the offer, the insert, the event, COMMIT.
     """
     advisory_lock(session, lock_key("offer", offer_id), shared=True)
-    offer = find_offer(session, offer_id)
-    if offer is None:
-        raise OfferUnknown(offer_id)
+    offer = known_offer(session, offer_id)
     fingerprint = request_fingerprint(name, email)
     if idempotency_key:
         first_answer = _replay(session, offer_id, idempotency_key, fingerprint, secret)
@@ -200,11 +252,10 @@ def cancel(session: Session, reservation_id: str, token: str | None, secret: str
     ).first()
     if cancelled is None:
         return
-    record_event(session, outbox, SERVICE, "ReservationCancelled", {
-        "reservation_id": cancelled.id, "offer_id": cancelled.offer_id, "name": cancelled.name,
-        "email": cancelled.email,
-        "offer": {"title": offer.title, "currency": offer.currency, "closes_at": clock.iso(offer.closes_at)},
-    })
+    record_event(session, outbox, SERVICE, ReservationCancelled(
+        reservation_id=cancelled.id, offer_id=cancelled.offer_id, name=cancelled.name, email=cancelled.email,
+        offer=CancelledOffer(title=offer.title, currency=offer.currency, closes_at=offer.closes_at),
+    ))
     metrics.RESERVATIONS.labels("cancelled").inc()
 
 
@@ -217,9 +268,7 @@ def active_reservations(session: Session, offer_id: str) -> list:
 
 
 def list_for_holder(session: Session, offer_id: str, seller: dict) -> list[dict]:
-    offer = find_offer(session, offer_id)
-    if offer is None:
-        raise Problem(404, "offer_not_found", "No such offer.")
+    offer = known_offer(session, offer_id)
     if offer.holder_id != seller["id"]:
         raise Problem(403, "not_holder", "Only the seller holding the offer sees its reservations.")
     return [{"id": r.id, "name": r.name, "email": r.email, "at": r.created_at}
@@ -229,18 +278,21 @@ def list_for_holder(session: Session, offer_id: str, seller: dict) -> list[dict]
 # ---- the close cut -------------------------------------------------------------------------------
 
 def on_deadline_reached(session: Session, event: Envelope) -> None:
-    """Close the offer to reservations and hand the final tally to the auction."""
+    """An offer reservation has not heard of yet is learned from the event's own snapshot."""
     offer_id = event.data["offer_id"]
+    lookup.learning(lambda: cut(session, offer_id), lambda _: event.data["offer"], partial(remember_offer, session))
+
+
+def cut(session: Session, offer_id: str) -> None:
+    """Close the offer to reservations and hand the final tally to the auction."""
     advisory_lock(session, lock_key("offer", offer_id))  # waits for every in-flight reservation
-    if find_offer(session, offer_id) is None:
-        remember_offer(session, event.data["offer"])
+    known_offer(session, offer_id)
     session.execute(update(offers).where(offers.c.id == offer_id).values(closed=True))
     rows = active_reservations(session, offer_id)
-    record_event(session, outbox, SERVICE, "ReservationsFinalised", {
-        "offer_id": offer_id,
-        "final_count": len(rows),
-        "reservations": [{"id": r.id, "name": r.name, "email": r.email} for r in rows],
-    })
+    record_event(session, outbox, SERVICE, ReservationsFinalised(
+        offer_id=offer_id, final_count=len(rows),
+        reservations=[Purchaser(id=r.id, name=r.name, email=r.email) for r in rows],
+    ))
 
 
 # ---- the count -----------------------------------------------------------------------------------
@@ -255,8 +307,7 @@ def refresh_tally(session: Session, offer_id: str) -> None:
         return
     version = tally.version + 1
     session.execute(update(tallies).where(tallies.c.offer_id == offer_id).values(count=count, version=version))
-    record_event(session, outbox, SERVICE, "ReservationCountChanged",
-                 {"offer_id": offer_id, "count": count, "version": version})
+    record_event(session, outbox, SERVICE, ReservationCountChanged(offer_id=offer_id, count=count, version=version))
 
 
 def refresh_open_tallies(sessions: sessionmaker[Session]) -> None:

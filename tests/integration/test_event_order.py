@@ -24,7 +24,7 @@ def _published(offer_id: str) -> dict:
 
 @pytest.fixture
 def sessions_for(tmp_path, monkeypatch):
-    monkeypatch.setattr(lookup, "published_offer", lambda _config, offer_id: _published(offer_id)
+    monkeypatch.setattr(lookup, "published", lambda _config, _service, _path, offer_id: _published(offer_id)
                         if offer_id != "gone" else None)
     engines = []
 
@@ -40,7 +40,7 @@ def sessions_for(tmp_path, monkeypatch):
 
 
 def test_a_count_that_overtakes_the_offer_reaches_the_auction(sessions_for):
-    from services.auction import auction
+    from services.auction import handlers as auction
     from services.auction.app import MIGRATIONS
     from services.auction.tables import offers, steps
 

@@ -1,0 +1,84 @@
+"""auction's dated steps: the invitation and the deadline of each offer, claimed by one replica each."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import metrics
+from shared.db import db_now
+from shared.outbox import record_event
+
+from . import SERVICE
+from .events import OfferDeadlineReached, OfferInvited, OfferSnapshot
+from .offers import find_offer, holding_condition
+from .tables import offers, outbox, steps
+
+log = logging.getLogger(__name__)
+
+
+def _invite(session: Session, offer) -> None:
+    session.execute(update(offers).where(offers.c.id == offer.id).values(invited=True))
+    record_event(session, outbox, SERVICE, OfferInvited(
+        offer_id=offer.id, title=offer.title, currency=offer.currency, invite_at=offer.invite_at,
+        closes_at=offer.closes_at, holder_id=offer.holder_id, holder_name=offer.holder_name,
+        unit_price=offer.unit_price, minimum_reservations=offer.minimum_reservations,
+        min_decrement=offer.min_decrement, reservation_count=offer.reservation_count,
+    ))
+
+
+def _reach_deadline(session: Session, offer) -> None:
+    session.execute(update(offers).where(offers.c.id == offer.id).values(status="closing"))
+    record_event(session, outbox, SERVICE, OfferDeadlineReached(
+        offer_id=offer.id,
+        offer=OfferSnapshot(offer_id=offer.id, title=offer.title, currency=offer.currency,
+                            closes_at=offer.closes_at, condition=holding_condition(offer)),
+    ))
+
+
+def run_due_steps(sessions: sessionmaker[Session], limit: int = 100, horizon: float = 0.25) -> tuple[int, float]:
+    """Claim due steps (SKIP LOCKED: each goes to one replica) and apply them in one transaction
+    with their outbox events, so a step is done exactly when its event is recorded.
+
+    Returns (steps done, seconds until the next step is due, at most `horizon`): a replica
+    sleeps until the next known step instead of polling, and looks again within `horizon` for
+    steps that offers published meanwhile may have added.
+    """
+    with sessions.begin() as session:
+        now = db_now(session)
+        due = session.execute(
+            select(steps).where(steps.c.done_at.is_(None), steps.c.due_at <= now)
+            .order_by(steps.c.due_at).limit(limit).with_for_update(skip_locked=True)
+        ).all()
+        if not due:
+            upcoming = session.execute(select(func.min(steps.c.due_at)).where(steps.c.done_at.is_(None))).scalar()
+            wait = horizon if upcoming is None else (upcoming - now).total_seconds()
+            return 0, min(max(wait, 0.02), horizon)  # due but locked: another replica is on it
+        for step in due:
+            offer = find_offer(session, step.offer_id, for_update=True)
+            if step.kind == "invite" and offer.status == "open":
+                _invite(session, offer)
+            elif step.kind == "close":
+                _reach_deadline(session, offer)
+            session.execute(update(steps).where(steps.c.offer_id == step.offer_id, steps.c.kind == step.kind)
+                            .values(done_at=now))
+            metrics.STEP_LATENESS.labels(step.kind).observe(max((now - step.due_at).total_seconds(), 0))
+    return len(due), 0.0
+
+
+class Scheduler:
+    def __init__(self, sessions: sessionmaker[Session], horizon_seconds: float = 0.25):
+        self.sessions = sessions
+        self.horizon_seconds = horizon_seconds
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                done, wait = run_due_steps(self.sessions, horizon=self.horizon_seconds)
+                if not done:
+                    stop.wait(wait)
+            except Exception:
+                log.exception("scheduler tick failed; retrying")
+                stop.wait(1.0)

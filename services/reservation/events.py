@@ -1,0 +1,66 @@
+"""What reservation tells the other services (consumers: shared/topology.py; catalogue: docs/architecture.md)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.events import Event
+
+
+@dataclass(frozen=True)
+class ReservedOffer:
+    """The offer as the purchaser's confirmation describes it."""
+    title: str
+    currency: str
+    closes_at: datetime
+    unit_price: int
+    minimum_reservations: int
+    holder_name: str
+
+
+@dataclass(frozen=True)
+class ReservationAccepted(Event):
+    reservation_id: str
+    offer_id: str
+    name: str
+    email: str
+    cancel_token: str
+    offer: ReservedOffer
+
+
+@dataclass(frozen=True)
+class CancelledOffer:
+    title: str
+    currency: str
+    closes_at: datetime
+
+
+@dataclass(frozen=True)
+class ReservationCancelled(Event):
+    reservation_id: str
+    offer_id: str
+    name: str
+    email: str
+    offer: CancelledOffer
+
+
+@dataclass(frozen=True)
+class ReservationCountChanged(Event):
+    offer_id: str
+    count: int
+    version: int  # consumers keep the highest
+
+
+@dataclass(frozen=True)
+class Purchaser:
+    id: str
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class ReservationsFinalised(Event):
+    """The offer is cut at its deadline: the final tally, for the auction's decision."""
+    offer_id: str
+    final_count: int
+    reservations: list[Purchaser]

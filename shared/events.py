@@ -1,0 +1,64 @@
+"""Events as named, frozen dataclasses (cosmicpython's domain/events.py), and the reader consumers use.
+
+A producer declares its events in its own `services/<producer>/events.py`; `record_event` takes
+one, names the type after its class and writes `to_data()`: the JSON every consumer has always
+read. A consumer never imports a producer's events: it `read`s the data into its own small
+dataclass naming only the fields it uses. A key it does not name is ignored, so a producer may
+add an optional field and keep its VERSION; removing, renaming or retyping a field is a new VERSION.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar
+
+from shared import clock
+
+T = TypeVar("T")
+
+
+class Event:
+    """Base of the producers' event dataclasses."""
+
+    VERSION: ClassVar[int] = 1  # the envelope's `version`
+
+    @classmethod
+    def type_name(cls) -> str:
+        return cls.__name__
+
+    def to_data(self) -> dict[str, Any]:
+        return as_data(self)
+
+
+def as_data(part: Any) -> dict[str, Any]:
+    """An event, or a part of one, as it travels: nested parts and lists as JSON objects and
+    arrays, instants as ISO 8601 UTC."""
+    return dataclasses.asdict(part, dict_factory=_json_dict)
+
+
+def _json_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {key: clock.iso(value) if isinstance(value, datetime) else value for key, value in pairs}
+
+
+def read(reader: type[T], data: dict[str, Any]) -> T:
+    """The consumer's view of an event's data: the reader's fields only (nested readers, lists of
+    them and instants read in turn); a field the data lacks takes the reader's default, or is a KeyError."""
+    hints = typing.get_type_hints(reader)
+    values = {}
+    for field in dataclasses.fields(reader):  # type: ignore[arg-type]
+        if field.name in data:
+            values[field.name] = _read_value(hints[field.name], data[field.name])
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise KeyError(field.name)
+    return reader(**values)
+
+
+def _read_value(hint: Any, value: Any) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return read(hint, value)
+    if typing.get_origin(hint) is list and dataclasses.is_dataclass(typing.get_args(hint)[0]):
+        return [read(typing.get_args(hint)[0], item) for item in value]
+    if hint is datetime:
+        return datetime.fromisoformat(value)
+    return value
