@@ -27,6 +27,8 @@ def test_voluntary_counter_offer_intercepts_and_the_holder_is_told(cobuy, mailbo
     assert "Rival Seller" in notice.text and "$295.00" in notice.text and "$300.00" in notice.text
     assert f"/api/v1/offers/{offer['id']}/counter-offers" in notice.text  # how to counter back
     assert '"unit_price": 29000' in notice.text
+    assert "the purchasers will buy from Rival Seller, not from you, unless you beat it" in " ".join(notice.text.split())
+    assert "sales right" not in notice.text and "sales right" not in notice.html
     cobuy.home_showing("Rival Seller", "$295.00")
 
 
