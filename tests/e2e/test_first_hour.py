@@ -179,3 +179,17 @@ def test_cobuy_up_prints_one_table_of_its_processes_and_where_to_go(tmp_path):
     everything = output + rest
     assert "Listening at" not in everything and "Error while closing socket" not in everything, everything
     assert process.returncode == 0
+
+
+def test_a_seller_who_just_won_an_offer_lists_its_reservations_at_once(cobuy):
+    """SPEC §2's read-your-writes, for the holder's own list right after the winning 201."""
+    first, rival = cobuy.register_seller(), cobuy.register_seller()
+    for _ in range(20):
+        offer = cobuy.create_offer(first, unit_price=1000, minimum_reservations=2)
+        cobuy.reserve(offer["id"], name="Early Bird")
+        assert cobuy.counter(rival, offer["id"], 900, 2).status_code == 201
+        listed = cobuy.get(f"/api/v1/offers/{offer['id']}/reservations", headers=cobuy.auth(rival))
+        assert listed.status_code == 200, listed.text
+        assert [i["name"] for i in listed.json()["items"]] == ["Early Bird"]
+        assert cobuy.get(f"/api/v1/offers/{offer['id']}/reservations",
+                         headers=cobuy.auth(first)).status_code == 403
