@@ -26,6 +26,7 @@ class Child:
     name: str
     argv: list[str]
     env: dict[str, str]
+    address: str = "-"  # where it answers, for the table `cobuy up` prints
     process: subprocess.Popen | None = field(default=None, repr=False)
 
 
@@ -50,6 +51,9 @@ def parse_scale(text: str | None) -> dict[str, int]:
 
 def plan(config: Config, scale: dict[str, int], web_workers: int, gateway_workers: int) -> list[Child]:
     base_env = dict(os.environ)
+    # In a terminal the processes speak up only for warnings and errors (COBUY_LOG_LEVEL=INFO for more);
+    # what `cobuy up` itself has to say is the table printed once everything answers.
+    base_env.setdefault("COBUY_LOG_LEVEL", "WARNING")
     base_env.update({
         "COBUY_DATA_DIR": str(config.data_dir),
         "COBUY_HTTP_PORT": str(config.http_port),
@@ -61,7 +65,8 @@ def plan(config: Config, scale: dict[str, int], web_workers: int, gateway_worker
         host, port = config.smtp_address()
         base_env["COBUY_SMTP_URL"] = f"smtp://{host}:{port}"
         children.append(Child("smtp-sink", [sys.executable, "-m", "shared.smtpsink", "--host", host, "--port",
-                                            str(port), "--folder", str(config.data_dir / "mail")], base_env))
+                                            str(port), "--folder", str(config.data_dir / "mail")], base_env,
+                              f"smtp://{host}:{port}"))
 
     def env_for(service: str) -> dict[str, str]:
         folder = config.data_dir / "metrics" / service
@@ -73,19 +78,24 @@ def plan(config: Config, scale: dict[str, int], web_workers: int, gateway_worker
         env = env_for(service)
         for replica in range(scale[service]):
             children.append(Child(f"{service}-web-{replica + 1}", gunicorn_argv(
-                service, web_workers, f"127.0.0.1:{config.service_port(service)}", reuse_port=True), env))
+                service, web_workers, f"127.0.0.1:{config.service_port(service)}", reuse_port=True,
+                log_level=env["COBUY_LOG_LEVEL"]), env, f"http://127.0.0.1:{config.service_port(service)}"))
             children.append(Child(f"{service}-worker-{replica + 1}",
-                                  [sys.executable, "-m", f"services.{service}.worker"], env))
+                                  [sys.executable, "-m", f"services.{service}.worker"], env, "events in and out"))
     bind_host = os.environ.get("COBUY_BIND_HOST", "127.0.0.1")
     children.append(Child("gateway", gunicorn_argv("gateway", gateway_workers, f"{bind_host}:{config.http_port}",
-                                                   reuse_port=True), env_for("gateway")))
+                                                   reuse_port=True, log_level=base_env["COBUY_LOG_LEVEL"]),
+                          env_for("gateway"), f"http://{bind_host}:{config.http_port}"))
     return children
 
 
-def gunicorn_argv(component: str, workers: int, bind: str, reuse_port: bool = False) -> list[str]:
+def gunicorn_argv(component: str, workers: int, bind: str, reuse_port: bool = False,
+                  log_level: str | None = None) -> list[str]:
     """How every web process runs, under `cobuy up` and in a container alike."""
+    log_level = (log_level or os.environ.get("COBUY_LOG_LEVEL") or "INFO").lower()
     argv = [sys.executable, "-m", "gunicorn", "--config", "python:shared.gunicorn_conf", "--no-control-socket",
-            "--graceful-timeout", "10", "--timeout", "60", "--workers", str(workers), "--bind", bind]
+            "--graceful-timeout", "10", "--timeout", "60", "--workers", str(workers), "--bind", bind,
+            "--log-level", log_level]
     if reuse_port:  # replicas share one port under `cobuy up`
         argv.append("--reuse-port")
     if component == "gateway":
@@ -110,6 +120,8 @@ def run(config: Config, scale: dict[str, int], web_workers: int = 2, gateway_wor
     from cobuy.operations import migrate_all
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    if config.smtp_url is None:
+        (config.data_dir / "mail").mkdir(exist_ok=True)
     migrate_all(config)
     children = plan(config, scale, web_workers, gateway_workers)
     stopping = False
@@ -122,7 +134,6 @@ def run(config: Config, scale: dict[str, int], web_workers: int = 2, gateway_wor
     signal.signal(signal.SIGINT, _stop)
     for child in children:
         _spawn(child)
-    url = f"{config.public_url}/"
     deadline = time.monotonic() + ready_timeout
     announced = False
     exit_code = 0
@@ -146,11 +157,7 @@ def run(config: Config, scale: dict[str, int], web_workers: int = 2, gateway_wor
             break
         if not announced:
             if _ready(f"http://127.0.0.1:{config.http_port}/readyz"):
-                mode = "embedded (SQLite, filesystem broker, local mail sink)" if config.amqp_url is None \
-                    or config.database_url is None else "PostgreSQL + RabbitMQ"
-                print(f"cobuy is up on {mode}: {url}", flush=True)
-                if config.smtp_url is None:
-                    print(f"  mails sent are kept under {config.data_dir / 'mail'}", flush=True)
+                print(ready_table(config, children), flush=True)
                 announced = True
             elif time.monotonic() > deadline:
                 print("cobuy: the gateway did not become ready in time; stopping", file=sys.stderr, flush=True)
@@ -159,6 +166,20 @@ def run(config: Config, scale: dict[str, int], web_workers: int = 2, gateway_wor
         time.sleep(0.2)
     _shutdown(children)
     return exit_code
+
+
+def ready_table(config: Config, children: list[Child]) -> str:
+    """What `cobuy up` says once the gateway answers: each process and where, then where to go."""
+    database = "PostgreSQL" if config.database_url else f"SQLite files under {config.data_dir}"
+    broker = "RabbitMQ" if config.amqp_url else "the embedded broker"
+    width = max(len(child.name) for child in children)
+    lines = [f"cobuy is up on {database} and {broker}.", ""]
+    lines += [f"  {child.name:<{width}}  {child.address:<24}  pid {child.process.pid}" for child in children]
+    lines += ["", f"  open   {config.public_url}/"]
+    if config.smtp_url is None:
+        lines.append(f"  mails  {config.data_dir / 'mail'} (one .eml file each)")
+    lines.append("  stop   Ctrl-C")
+    return "\n".join(lines)
 
 
 def _shutdown(children: list[Child], grace: float = 15.0) -> None:

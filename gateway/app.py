@@ -3,6 +3,7 @@ an async hop with pooled keep-alive connections keeps the cost of the extra hop 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
@@ -22,9 +23,13 @@ from .auth import KeyCache
 log = logging.getLogger("gateway")
 
 
+SERVER = "cobuy"  # one name on every answer, the gateway's own and the services' alike; no versions
+
+
 def problem(status: int, code: str, detail: str | None = None, headers: dict | None = None, **extra) -> web.Response:
-    body = Problem(status, code, detail, **extra).body()
-    return web.json_response(body, status=status, content_type=PROBLEM_JSON, headers=headers)
+    """The same shape as a service's problem: `application/problem+json` exactly (no charset)."""
+    body = json.dumps(Problem(status, code, detail, **extra).body()).encode()
+    return web.Response(body=body, status=status, headers={"Content-Type": PROBLEM_JSON, **(headers or {})})
 
 
 class Gateway:
@@ -88,7 +93,7 @@ class Gateway:
         except web.HTTPRequestEntityTooLarge:
             return problem(413, "payload_too_large", f"The body is over {MAX_BODY // 1024} KiB.")
         headers = CIMultiDict(forwarded)
-        correlation = accepted_correlation_id(request.headers.get(CORRELATION_HEADER))
+        correlation = request[CORRELATION_HEADER]
         headers[CORRELATION_HEADER] = correlation
         headers["X-Forwarded-For"] = edge.client_address(
             request.remote, request.headers.getall("X-Forwarded-For", []), self.config.trusted_proxies)
@@ -188,6 +193,7 @@ class RefusedRequests(logging.Filter):
 @web.middleware
 async def observe(request: web.Request, handler):
     started = time.perf_counter()
+    request[CORRELATION_HEADER] = accepted_correlation_id(request.headers.get(CORRELATION_HEADER))
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -195,6 +201,9 @@ async def observe(request: web.Request, handler):
     except Exception:
         log.exception("gateway error on %s %s", request.method, request.path)
         response = problem(500, "internal_error", "Something went wrong on our side.")
+    # every answer, the gateway's own refusals included, names its correlation id and no software
+    response.headers[CORRELATION_HEADER] = request[CORRELATION_HEADER]
+    response.headers["Server"] = SERVER
     label = routing.route_label(edge.normalise_path(request.rel_url.raw_path))
     metrics.HTTP_REQUESTS.labels(label, request.method, str(response.status)).inc()
     metrics.HTTP_LATENCY.labels(label).observe(time.perf_counter() - started)

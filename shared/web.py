@@ -45,11 +45,21 @@ def _http_problem(exc: HTTPException) -> Problem:
         for location_errors in messages.values():
             if isinstance(location_errors, dict):
                 errors.update(location_errors)
+        if "_schema" in errors:  # marshmallow's name for the body as a whole (a list, a string…)
+            errors["body"] = errors.pop("_schema")
         fields = ", ".join(sorted(errors))
         return Problem(422, "validation_failed", f"Invalid fields: {fields}", errors=errors)
     if status == 413:
         return Problem(413, "payload_too_large", f"The body is over {MAX_BODY // 1024} KiB.")
-    return Problem(status, HTTP_CODES.get(status, "error"), exc.description)
+    allow = {k: v for k, v in exc.get_headers() if k.lower() == "allow"}  # a 405 names what is allowed
+    return Problem(status, HTTP_CODES.get(status, "error"), exc.description, headers=allow)
+
+
+def _not_json(req) -> bool:
+    """An API request with a body that does not say it is JSON: refused, not read as no body."""
+    has_body = bool(req.content_length) or "chunked" in req.headers.get("Transfer-Encoding", "").lower()
+    return (req.method in ("POST", "PUT", "PATCH") and req.path.startswith("/api/") and has_body
+            and not req.is_json)
 
 
 def accepted_correlation_id(value: str | None) -> str:
@@ -68,6 +78,9 @@ def install(app: Flask, service: str, config: Config, ready_checks: list[Callabl
         g.started = time.perf_counter()
         # the gateway already sanitised it; a service is never trusted to be reached only that way
         g.correlation_token = logs.set_correlation_id(accepted_correlation_id(request.headers.get(CORRELATION_HEADER)))
+        if _not_json(request):
+            return Problem(415, "unsupported_media_type",
+                           "Send the body as JSON, with the header Content-Type: application/json.").response()
 
     @app.after_request
     def _finish(response: Response):
@@ -75,6 +88,8 @@ def install(app: Flask, service: str, config: Config, ready_checks: list[Callabl
         metrics.HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
         metrics.HTTP_LATENCY.labels(route).observe(time.perf_counter() - g.get("started", time.perf_counter()))
         response.headers[CORRELATION_HEADER] = logs.correlation_id() or ""
+        if response.status_code == 204:  # no content, so no content type either
+            response.headers.pop("Content-Type", None)
         return response
 
     @app.teardown_request

@@ -12,7 +12,8 @@ from shared.problems import Problem
 from . import SERVICE
 from .events import HoldingCondition, InterceptedCondition, InterceptedOffer, OfferIntercepted
 from .offers import holding_condition, known_offer
-from .rules import Condition, Verdict, accepts_counter_offers, counter_offer_kind, judge_counter_offer
+from .rules import (Condition, Verdict, accepts_counter_offers, counter_offer_kind, judge_counter_offer,
+                    what_would_win)
 from .tables import conditions, offers, outbox
 
 REFUSALS = {
@@ -35,8 +36,11 @@ def counter_offer(session: Session, offer_id: str, seller: dict, unit_price: int
     )
     metrics.COUNTER_OFFERS.labels(verdict.value).inc()
     if verdict is not Verdict.BETTER:
+        holding = Condition(offer.holder_id, offer.unit_price, offer.minimum_reservations)
+        hints = what_would_win(holding, offer.min_decrement) \
+            if verdict in (Verdict.NOT_BETTER, Verdict.RAISES_MINIMUM) else {}
         raise Problem(409, verdict.value, REFUSALS[verdict], condition=as_data(holding_condition(offer)),
-                      min_decrement=offer.min_decrement)
+                      min_decrement=offer.min_decrement, **hints)
     version = offer.version + 1
     kind = counter_offer_kind(now, offer.invite_at)
     session.execute(update(offers).where(offers.c.id == offer_id).values(

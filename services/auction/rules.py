@@ -42,6 +42,14 @@ def judge_counter_offer(counter: Condition, holding: Condition, min_decrement: i
     return Verdict.NOT_BETTER
 
 
+def what_would_win(holding: Condition, min_decrement: int) -> dict[str, int | None]:
+    """For a refused seller: the highest unit price that wins at the holding minimum, and the
+    highest minimum that wins at the holding price (None where nothing can)."""
+    price = holding.unit_price - min_decrement
+    minimum = holding.minimum_reservations - 1
+    return {"price_to_beat": price if price >= 1 else None, "minimum_to_beat": minimum if minimum >= 1 else None}
+
+
 def counter_offer_kind(at: datetime, invite_at: datetime) -> str:
     """Voluntary before the invitation date (claim 3), invited from then on."""
     return "voluntary" if at < invite_at else "invited"

@@ -37,7 +37,8 @@ class Sellers(MethodView):
         current_app.extensions["cobuy.limiter"].hit("registrations", f"ip:{client_address()}",
                                                      f"email:{body['email'].lower()}")
         with sessions().begin() as session:
-            return sellers.register_seller(session, body["name"], body["email"])
+            seller = sellers.register_seller(session, body["name"], body["email"])
+        return seller, 201, {"Location": "/api/v1/sellers/me"}
 
 
 @sellers_bp.route("/me")
@@ -69,7 +70,8 @@ class Offers(MethodView):
         """Publish an offer; the caller holds it."""
         seller = require_seller()
         with sessions().begin() as session:
-            return use_cases.publish_offer(session, seller, body)
+            offer = use_cases.publish_offer(session, seller, body)
+        return offer, 201, {"Location": f"/api/v1/offers/{offer['id']}"}
 
 
 @offers_bp.route("/<offer_id>")

@@ -1,8 +1,10 @@
 """The public pages (SPEC §4): server-rendered, usable without JavaScript, every user string escaped."""
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime
+from urllib.parse import quote
 
 import requests
 from flask import Blueprint, abort, current_app, render_template, request
@@ -29,6 +31,7 @@ def _reservation_api() -> str:
 
 
 _http = requests.Session()
+_TOKEN = re.compile(r"[0-9a-f]{1,100}")
 
 
 @pages_bp.app_template_filter("money")
@@ -181,8 +184,11 @@ def cancel_form(reservation_id):
 @pages_bp.post("/reservations/<reservation_id>/cancel")
 def cancel(reservation_id):
     token = request.form.get("token", "")
+    if not _TOKEN.fullmatch(token):  # a cancel token is hex; anything else cannot travel as a header
+        return render_template("cancel.html", reservation_id=reservation_id, token="", done=False,
+                               error="This cancel link is not valid: use the link from your confirmation mail."), 403
     try:
-        reply = _http.delete(f"{_reservation_api()}/api/v1/reservations/{reservation_id}",
+        reply = _http.delete(f"{_reservation_api()}/api/v1/reservations/{quote(reservation_id, safe='')}",
                              headers={"X-Cancel-Token": token}, timeout=10)
     except requests.RequestException:
         return render_template("cancel.html", reservation_id=reservation_id, token=token, done=False,

@@ -27,6 +27,8 @@ def test_voluntary_counter_offer_intercepts_and_the_holder_is_told(cobuy, mailbo
     assert "Rival Seller" in notice.text and "$295.00" in notice.text and "$300.00" in notice.text
     assert f"/api/v1/offers/{offer['id']}/counter-offers" in notice.text  # how to counter back
     assert '"unit_price": 29000' in notice.text
+    assert "the purchasers will buy from Rival Seller, not from you, unless you beat it" in " ".join(notice.text.split())
+    assert "sales right" not in notice.text and "sales right" not in notice.html
     cobuy.home_showing("Rival Seller", "$295.00")
 
 
@@ -41,7 +43,10 @@ def test_refused_counter_offers_answer_409_with_the_holding_condition(cobuy):
         problem = reply.json()
         assert problem["code"] == code
         assert problem["condition"]["seller_id"] == holder["id"] and problem["condition"]["unit_price"] == 1000
-    assert cobuy.counter(rival, offer["id"], 1000, 4).status_code == 201  # same price, lower minimum
+        if code in ("not_better", "raises_minimum"):  # what would have won, in the seller's own terms
+            assert (problem["price_to_beat"], problem["minimum_to_beat"]) == (990, 4)
+    assert cobuy.counter(rival, offer["id"], 990, 5).status_code == 201  # price_to_beat wins
+    assert cobuy.counter(holder, offer["id"], 990, 4).status_code == 201  # so does minimum_to_beat  # same price, lower minimum
     assert cobuy.counter(rival, "no-such-offer", 1, 1).status_code == 404
     unauthenticated = cobuy.post(f"/api/v1/offers/{offer['id']}/counter-offers",
                                  json={"unit_price": 1, "minimum_reservations": 1})

@@ -60,6 +60,8 @@ def test_failed_offer_tells_purchasers_nothing_is_owed(cobuy, mailbox):
     assert "owe nothing" in mail.text
     [to_holder] = mailbox.wait(1, to=holder["email"], subject=f"Not concluded: {title} (1 of 3)")
     assert "nothing is owed" in to_holder.text
+    link = f"{cobuy.base_url}/offers/{offer['id']}"
+    assert link in to_holder.text and f'href="{link}"' in to_holder.html
     cobuy.page_showing(f"/offers/{offer['id']}", "Nothing was bought and nothing is owed")
 
 

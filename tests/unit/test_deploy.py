@@ -37,6 +37,26 @@ def test_compose_refuses_to_run_without_an_internal_secret():
     assert result.returncode != 0 and "COBUY_INTERNAL_SECRET" in result.stderr
 
 
+def test_the_readmes_compose_recipe_makes_a_working_env_file(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    recipe = next(line for line in readme.splitlines() if line.startswith("cp .env.example .env"))
+    (tmp_path / ".env.example").write_text((ROOT / ".env.example").read_text())
+    subprocess.run(["bash", "-euo", "pipefail", "-c", recipe], cwd=tmp_path, check=True, timeout=30)
+    env_file = (tmp_path / ".env").read_text()
+    secret = next(line for line in env_file.splitlines() if line.startswith("COBUY_INTERNAL_SECRET="))
+    assert len(secret.partition("=")[2]) == 64
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COBUY_")}
+
+    def config_with(env_file: Path):
+        return subprocess.run([str(_compose_binary()), "-f", str(ROOT / "docker-compose.yml"), "--env-file",
+                               str(env_file), "config", "-q"], capture_output=True, text=True, env=env, timeout=60)
+
+    result = config_with(tmp_path / ".env")
+    assert result.returncode == 0, result.stderr
+    unset = config_with(ROOT / ".env.example")
+    assert unset.returncode != 0 and "COBUY_INTERNAL_SECRET" in unset.stderr
+
+
 def test_only_the_gateway_and_the_mail_ui_are_published_and_services_can_scale():
     services = json.loads(_config("--format", "json").stdout)["services"]
     published = {name for name, spec in services.items() if spec.get("ports")}

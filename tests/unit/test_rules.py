@@ -11,6 +11,7 @@ from services.auction.rules import (
     counter_offer_kind,
     is_better_than,
     judge_counter_offer,
+    what_would_win,
 )
 from services.catalog.offers import default_invite_at
 
@@ -82,3 +83,19 @@ def test_the_injected_clock_moves_time_for_the_pages():
         assert time_left_filter(closes) == "closing now"
     finally:
         clock.set_clock(None)
+
+
+@pytest.mark.parametrize("price, minimum, step, expected", [
+    (1000, 5, 10, (990, 4)),
+    (1000, 1, 10, (990, None)),   # no lower minimum exists
+    (10, 5, 10, (None, 4)),       # no price below one minor unit
+    (11, 5, 10, (1, 4)),
+])
+def test_a_refused_seller_is_told_the_price_and_the_minimum_that_would_win(price, minimum, step, expected):
+    hints = what_would_win(Condition("h", price, minimum), step)
+    assert (hints["price_to_beat"], hints["minimum_to_beat"]) == expected
+    if expected[0] is not None:
+        assert is_better_than(Condition("c", expected[0], minimum), Condition("h", price, minimum), step)
+        assert not is_better_than(Condition("c", expected[0] + 1, minimum), Condition("h", price, minimum), step)
+    if expected[1] is not None:
+        assert is_better_than(Condition("c", price, expected[1]), Condition("h", price, minimum), step)
