@@ -1,12 +1,14 @@
 """auction's HTTP API: counter-offers."""
 from __future__ import annotations
 
-from flask import current_app
+from flask import Blueprint as FlaskBlueprint, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema, fields, validate
 
 from shared import lookup
+from shared.events import as_data
+from shared.problems import Problem
 from shared.money import MAX_MINOR_UNITS
 from shared.validation import StrictInteger
 from shared.web import require_seller
@@ -14,6 +16,7 @@ from shared.web import require_seller
 from . import counter_offers, offers
 
 bp = Blueprint("counter_offers", __name__, url_prefix="/api/v1", description="Counter-offers")
+internal_bp = FlaskBlueprint("internal", __name__, url_prefix="/internal")
 
 
 class CounterOfferSchema(Schema):
@@ -59,3 +62,14 @@ class CounterOffers(MethodView):
         # Read-your-writes: an offer whose OfferPublished has not arrived yet is asked of catalog.
         return lookup.learning(counter_offer, offers.published_offer(runtime.config),
                                lookup.committed(runtime.sessions, offers.remember_offer))
+
+
+@internal_bp.get("/conditions/<offer_id>")
+def holding_condition(offer_id):
+    """The holding condition now, with its version: auction is where it changes, so a service whose
+    copy may lag a just-won counter-offer asks here before it refuses a seller (read-your-writes)."""
+    with _runtime().sessions() as session:
+        offer = offers.find_offer(session, offer_id)
+    if offer is None:
+        raise Problem(404, "offer_not_found", "No such offer.")
+    return {"offer_id": offer_id, "version": offer.version, "condition": as_data(offers.holding_condition(offer))}

@@ -10,7 +10,7 @@ from shared.runtime import Runtime
 from shared.web import create_service_app
 
 from . import SERVICE
-from .api import bp
+from .api import bp, internal_bp
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -18,4 +18,4 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(runtime: Runtime | None = None) -> Flask:
     runtime = runtime or Runtime.create(SERVICE)
     logs.configure(SERVICE, runtime.config.log_level)
-    return create_service_app(runtime, "cobuy auction", [bp])
+    return create_service_app(runtime, "cobuy auction", [bp], [internal_bp])

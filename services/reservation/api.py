@@ -72,11 +72,13 @@ class OfferReservations(MethodView):
     def get(self, offer_id):
         """The active reservations, for the seller holding the offer."""
         seller = require_seller()
+        runtime = _runtime()
 
         def list_for_holder():
-            with _runtime().sessions() as session:
+            with runtime.sessions() as session:
                 return use_cases.list_for_holder(session, offer_id, seller)
 
+        _learning(lambda: use_cases.catch_up_on_holder(runtime.sessions, runtime.config, offer_id))
         items = _learning(list_for_holder)
         return {"items": items, "count": len(items)}
 

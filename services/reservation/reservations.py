@@ -16,6 +16,7 @@ from datetime import datetime
 from functools import partial
 from typing import Callable
 
+import requests
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -269,6 +270,21 @@ def active_reservations(session: Session, offer_id: str) -> list:
         .where(reservations.c.offer_id == offer_id, reservations.c.status == "active")
         .order_by(reservations.c.created_at, reservations.c.id)
     ).all()
+
+
+def catch_up_on_holder(sessions: sessionmaker[Session], config: Config, offer_id: str) -> None:
+    """Before the holder check: the condition as auction holds it now, so a seller who has just won
+    the offer (its 201 came before the OfferIntercepted event did) is the holder here too, and the
+    seller it displaced no longer is. If auction cannot answer, the copy here is the answer (it lags
+    by well under a second)."""
+    try:
+        now = lookup.published(config, "auction", "/internal/conditions", offer_id)
+    except requests.RequestException:
+        log.warning("auction did not answer for the holder of %s; using reservation's copy", offer_id)
+        return
+    if now is not None:
+        with sessions.begin() as session:
+            apply_interception(session, read(HeardInterception, now))
 
 
 def list_for_holder(session: Session, offer_id: str, seller: dict) -> list[dict]:
