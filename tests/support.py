@@ -33,6 +33,21 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, interval: f
         time.sleep(interval)
 
 
+def at_once(count: int, send: Callable[[], object]) -> list:
+    """`count` calls of send() from as many threads, released together by a barrier (a double
+    click, a retrying client, a burst)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    barrier = threading.Barrier(count)
+
+    def one(_):
+        barrier.wait()
+        return send()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
 @dataclass
 class Mail:
     message: EmailMessage

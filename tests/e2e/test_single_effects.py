@@ -5,27 +5,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 from sqlalchemy import select
 
-from tests.support import unique_email
+from tests.support import at_once, unique_email
 
 BURST = 10
-
-
-def _burst(send, count: int = BURST) -> list[requests.Response]:
-    """`count` calls of send(), released together by a barrier."""
-    barrier = threading.Barrier(count)
-
-    def one(_):
-        barrier.wait()
-        return send()
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(one, range(count)))
 
 
 def _recorded(system, event_type: str, reservation_id: str) -> int:
@@ -51,7 +38,7 @@ def test_ten_cancels_at_once_cancel_once_record_one_event_and_send_one_mail(cobu
     offer = cobuy.create_offer(cobuy.register_seller())
     email = unique_email("dbl-cancel")
     r = cobuy.reserve(offer["id"], email).json()
-    replies = _burst(lambda: requests.delete(cobuy.url(f"/api/v1/reservations/{r['id']}"),
+    replies = at_once(BURST, lambda: requests.delete(cobuy.url(f"/api/v1/reservations/{r['id']}"),
                                              headers={"X-Cancel-Token": r["cancel_token"]}, timeout=30))
     assert [x.status_code for x in replies] == [204] * BURST
     assert _recorded(system, "ReservationCancelled", r["id"]) == 1
@@ -65,7 +52,7 @@ def test_ten_re_reservations_at_once_after_a_cancel_give_one_201_and_one_mail(co
     rounds = 4
     for _ in range(rounds):
         assert cobuy.delete(f"/api/v1/reservations/{r['id']}", headers={"X-Cancel-Token": r["cancel_token"]}).ok
-        replies = _burst(lambda: requests.post(cobuy.url(f"/api/v1/offers/{offer['id']}/reservations"),
+        replies = at_once(BURST, lambda: requests.post(cobuy.url(f"/api/v1/offers/{offer['id']}/reservations"),
                                                json={"name": "Again", "email": email}, timeout=30))
         codes = sorted(x.status_code for x in replies)
         assert codes == [200] * (BURST - 1) + [201], codes
@@ -116,7 +103,7 @@ def test_ten_requests_at_once_with_one_key_and_two_bodies_make_one_reservation(c
         return requests.post(cobuy.url(f"/api/v1/offers/{offer['id']}/reservations"),
                              json={"name": "Race", "email": email}, headers=key, timeout=30)
 
-    replies = _burst(send)
+    replies = at_once(BURST, send)
     won = [x for x in replies if x.status_code == 201]
     lost = [x for x in replies if x.status_code == 422]
     assert len(won) + len(lost) == BURST and won and lost, [x.status_code for x in replies]

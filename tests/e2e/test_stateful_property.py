@@ -8,10 +8,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import requests
@@ -21,7 +19,7 @@ from sqlalchemy import select
 
 from services.auction.rules import Condition, Verdict, judge_counter_offer
 from tests.infra import IN_CI
-from tests.support import Cobuy, wait_for
+from tests.support import Cobuy, at_once, wait_for
 
 VALID_CORRELATION = re.compile(r"\A[A-Za-z0-9._:-]{1,64}\Z")
 # Header values a client may send (requests refuses line breaks and leading spaces itself).
@@ -52,17 +50,6 @@ class Model:
     @property
     def count(self) -> int:
         return sum(p.active for p in self.purchasers)
-
-
-def _burst(count: int, send) -> list[requests.Response]:
-    barrier = threading.Barrier(count)
-
-    def one(_):
-        barrier.wait()
-        return send()
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(one, range(count)))
 
 
 def _outbox_events(runtime, table, offer_id: str) -> list[dict]:
@@ -109,7 +96,7 @@ def test_random_interleavings_keep_count_holder_events_and_mails_true(system, ma
         def reserve(self, who, name, key, burst, correlation):
             purchaser = self.model.purchasers[who]
             headers = self._headers(correlation, **{"Idempotency-Key": key})
-            replies = _burst(burst, lambda: requests.post(f"{self.path}/reservations", headers=headers, timeout=30,
+            replies = at_once(burst, lambda: requests.post(f"{self.path}/reservations", headers=headers, timeout=30,
                                                           json={"name": name, "email": purchaser.email}))
             for reply in replies:
                 self._check_correlation(reply, correlation)
@@ -152,7 +139,7 @@ def test_random_interleavings_keep_count_holder_events_and_mails_true(system, ma
             token = purchaser.reservation["cancel_token"] if right_token else "0" * 40
             headers = self._headers(correlation, **{"X-Cancel-Token": token})
             url = cobuy.url(f"/api/v1/reservations/{purchaser.reservation['id']}")
-            replies = _burst(burst, lambda: requests.delete(url, headers=headers, timeout=30))
+            replies = at_once(burst, lambda: requests.delete(url, headers=headers, timeout=30))
             for reply in replies:
                 self._check_correlation(reply, correlation)
             codes = [r.status_code for r in replies]
@@ -171,7 +158,7 @@ def test_random_interleavings_keep_count_holder_events_and_mails_true(system, ma
             verdict = judge_counter_offer(counter, Condition(str(self.model.holder), price, minimum), STEP, True)
             headers = {**cobuy.auth(sellers[seller]), **self._headers(correlation)}
             body = {"unit_price": counter.unit_price, "minimum_reservations": counter.minimum_reservations}
-            replies = _burst(burst, lambda: requests.post(f"{self.path}/counter-offers", json=body, headers=headers,
+            replies = at_once(burst, lambda: requests.post(f"{self.path}/counter-offers", json=body, headers=headers,
                                                           timeout=30))
             for reply in replies:
                 self._check_correlation(reply, correlation)
