@@ -60,17 +60,16 @@ class Bus:
         if self.embedded:
             folder = self.config.broker_folder()
             folder.mkdir(parents=True, exist_ok=True)
-            from shared.embedded_broker import AtomicTransport
+            from shared.embedded_broker import Transport
 
             return Connection(
                 "filesystem://",
-                transport=AtomicTransport,
+                transport=Transport,
                 transport_options={
-                    "data_folder_in": str(folder),
+                    "data_folder_in": str(folder),  # broker.db is kept here
                     "data_folder_out": str(folder),
                     # bindings live here; kombu's default is a folder relative to the working directory
                     "control_folder": str(folder / "control"),
-                    "store_processed": False,
                     "polling_interval": 0.05,
                 },
             )

@@ -228,6 +228,8 @@ class RunningSystem:
         from shared import config as config_module
 
         saved = dict(os.environ)
+        for name in [k for k in os.environ if k.startswith("COBUY_")]:  # CI's server URLs are not an embedded system's
+            del os.environ[name]
         os.environ.update({k: v for k, v in self.env.items() if k.startswith("COBUY_")})
         try:
             return config_module.load()

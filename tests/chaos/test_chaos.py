@@ -3,9 +3,15 @@
 Runs `cobuy up --scale reservation=2,auction=3 --restart` on this run's PostgreSQL and RabbitMQ.
 While 32 clients reserve and sellers counter-offer on offers whose invitation and close fall
 inside the run, it SIGKILLs a consumer, an outbox relay, an auction replica and a gateway worker,
-restarts RabbitMQ's app and terminates the services' PostgreSQL connections. Every operation is
-recorded as ok / failed / unknown; the checks hold for every history the faults allow.
-Bounded: every loop by count and time, traffic to loopback only, well under three minutes.
+restarts RabbitMQ's app and terminates the services' PostgreSQL connections.
+
+The embedded run (SQLite, the embedded broker: no server, also under CI) SIGKILLs a consumer, a
+relay, then every process of `cobuy up` at once, as a power cut would, and starts it again on
+the same data, with an invitation falling due while nothing runs.
+
+Every operation is recorded as ok / failed / unknown; the same checks hold for every history
+the faults allow. Bounded: every loop by count and time, traffic to loopback only, each run
+well under two minutes (RabbitMQ) or one and a half (embedded).
 """
 from __future__ import annotations
 
@@ -21,11 +27,13 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, func, select, text
 
+from shared.worker import descendants
 from tests.conftest import own_system
 from tests.support import Cobuy, RunningSystem, instant, wait_for
 
@@ -67,16 +75,74 @@ def chaos_system(servers, mailbox, output_dir, tmp_path):
         yield running
 
 
+@pytest.fixture
+def embedded_chaos_system(servers, mailbox, output_dir, tmp_path):
+    """Embedded whatever servers this run has (CI has them: this run must not use them)."""
+    _, _, prefix = servers
+    with own_system((None, None, prefix), mailbox, tmp_path, output_dir / "cobuy-up-chaos-embedded.log",
+                    ["--scale", "reservation=2,auction=2", "--web-workers", "1", "--restart"],
+                    COBUY_MAIL_LEASE_SECONDS="3") as running:
+        yield running
+
+
+@dataclass
+class Scenario:
+    """The offers, the sellers and what the clients did."""
+
+    system: RunningSystem
+    cobuy: Cobuy
+    tag: str
+    holder: dict
+    rivals: list[dict]
+    offers: list[dict]
+    history: History = field(default_factory=History)
+
+    @classmethod
+    def start(cls, system: RunningSystem, invite_in: float, close_in: float) -> "Scenario":
+        cobuy = Cobuy(system.base_url)
+        tag = uuid.uuid4().hex[:6]
+        holder = cobuy.register_seller(name="Chaos Holder")
+        rivals = [cobuy.register_seller(name=f"Chaos Rival {i}") for i in range(3)]
+        offers = [cobuy.create_offer(holder, title=f"Chaos{tag} {i}", unit_price=100_000, minimum_reservations=50,
+                                     min_decrement=10, invite_at=instant(invite_in + 5 * i),
+                                     closes_at=instant(close_in + 5 * i))
+                  for i in range(OFFERS)]
+        return cls(system, cobuy, tag, holder, rivals, offers)
+
+
 def test_nothing_is_lost_or_doubled_under_faults(chaos_system, mailbox, output_dir):
     system = chaos_system
-    cobuy = Cobuy(system.base_url)
-    history = History()
-    tag = uuid.uuid4().hex[:6]
-    holder = cobuy.register_seller(name="Chaos Holder")
-    rivals = [cobuy.register_seller(name=f"Chaos Rival {i}") for i in range(3)]
-    offers = [cobuy.create_offer(holder, title=f"Chaos{tag} {i}", unit_price=100_000, minimum_reservations=50,
-                                 min_decrement=10, invite_at=instant(25 + 5 * i), closes_at=instant(50 + 5 * i))
-              for i in range(OFFERS)]
+    steps = [
+        (6, "SIGKILL catalog worker (consumer + relay)", lambda: _kill(system, "services.catalog.worker")),
+        (12, "SIGKILL a reservation worker (outbox relay)", lambda: _kill(system, "services.reservation.worker")),
+        (18, "SIGKILL a gateway worker", lambda: _kill_gateway_worker(system)),
+        (24, "rabbitmqctl stop_app", lambda: subprocess.run(["rabbitmqctl", "-q", "stop_app"], timeout=120)),
+        (28, "rabbitmqctl start_app", lambda: subprocess.run(["rabbitmqctl", "-q", "start_app"], timeout=120)),
+        (33, "SIGKILL an auction replica", lambda: _kill(system, "services.auction.worker")),
+        (38, "pg_terminate_backend of the services", lambda: _terminate_backends(system.database_url)),
+    ]
+    scenario = Scenario.start(system, invite_in=25, close_in=50)
+    _run_clients_and_faults(scenario, steps)
+    subprocess.run(["rabbitmqctl", "-q", "await_startup"], timeout=120)
+    _check_history(scenario, mailbox, output_dir / "chaos-report.json", faults=len(steps))
+
+
+def test_embedded_mode_loses_nothing_when_every_process_is_killed(embedded_chaos_system, mailbox, output_dir):
+    system = embedded_chaos_system
+    steps = [
+        (4, "SIGKILL catalog worker (consumer + relay)", lambda: _kill(system, "services.catalog.worker")),
+        (7, "SIGKILL a reservation worker (outbox relay)", lambda: _kill(system, "services.reservation.worker")),
+        (10, "SIGKILL every process of cobuy up, then start it again", lambda: _power_cut_and_restart(system)),
+    ]
+    # The first invitation falls due while nothing runs; the closes come after the restart.
+    scenario = Scenario.start(system, invite_in=11, close_in=30)
+    _run_clients_and_faults(scenario, steps)
+    _check_history(scenario, mailbox, output_dir / "chaos-report-embedded.json", faults=len(steps))
+
+
+def _run_clients_and_faults(scenario: Scenario, steps: list) -> None:
+    """32 purchasers and three rival sellers until every offer has closed, the faults meanwhile."""
+    cobuy, history, offers, tag = scenario.cobuy, scenario.history, scenario.offers, scenario.tag
     closes = [datetime.fromisoformat(o["closes_at"]).timestamp() for o in offers]
     stop_at = max(closes) + 2  # clients keep going across every deadline
     stop = threading.Event()
@@ -120,25 +186,15 @@ def test_nothing_is_lost_or_doubled_under_faults(chaos_system, mailbox, output_d
             time.sleep(rng.uniform(0.3, 1.0))
 
     def faults() -> None:
-        steps = [
-            (6, "SIGKILL catalog worker (consumer + relay)", lambda: _kill(system, "services.catalog.worker")),
-            (12, "SIGKILL a reservation worker (outbox relay)", lambda: _kill(system, "services.reservation.worker")),
-            (18, "SIGKILL a gateway worker", lambda: _kill_gateway_worker(system)),
-            (24, "rabbitmqctl stop_app", lambda: subprocess.run(["rabbitmqctl", "-q", "stop_app"], timeout=120)),
-            (28, "rabbitmqctl start_app", lambda: subprocess.run(["rabbitmqctl", "-q", "start_app"], timeout=120)),
-            (33, "SIGKILL an auction replica", lambda: _kill(system, "services.auction.worker")),
-            (38, "pg_terminate_backend of the services", lambda: _terminate_backends(system.database_url)),
-        ]
         started = time.time()
         for at, name, action in steps:
             while time.time() - started < at and not stop.is_set():
                 time.sleep(0.1)
             history.record("fault", "ok", name=name)
             action()
-        subprocess.run(["rabbitmqctl", "-q", "await_startup"], timeout=120)
 
     threads = [threading.Thread(target=purchaser, args=(n,)) for n in range(CLIENTS)]
-    threads += [threading.Thread(target=seller, args=(r, n)) for n, r in enumerate(rivals)]
+    threads += [threading.Thread(target=seller, args=(r, n)) for n, r in enumerate(scenario.rivals)]
     threads.append(threading.Thread(target=faults))
     for t in threads:
         t.start()
@@ -148,21 +204,28 @@ def test_nothing_is_lost_or_doubled_under_faults(chaos_system, mailbox, output_d
     finally:
         stop.set()
 
-    # -- every offer closes, then the mail settles ---------------------------------------------
+
+def _check_history(scenario: Scenario, mailbox, report_path, faults: int) -> None:
+    """Every offer closes, the mail settles; then the history is checked against the databases."""
+    system, cobuy, history, offers = scenario.system, scenario.cobuy, scenario.history, scenario.offers
+    tag, holder, rivals = scenario.tag, scenario.holder, scenario.rivals
+    timings = {"clients_done": time.time()}
     for offer in offers:
         cobuy.wait_offer(offer["id"], lambda o: o["status"] == "closed", timeout=90, what="every offer closed")
-    truth = _reservations_in_db(system.database_url, [o["id"] for o in offers])
+    timings["closed"] = time.time()
+    truth = _reservations_in_db(system, [o["id"] for o in offers])
     expected_mails = sum(len(v) for v in truth.values()) * 2 + OFFERS
     try:
         wait_for(lambda: len(mailbox.matching(text=f"Chaos{tag}")) >= expected_mails
-                 and not any(k.endswith((":pending", ":claimed", ":sending")) for k in _delivery_states(system.database_url)),
+                 and not any(k.endswith((":pending", ":claimed", ":sending")) for k in _delivery_states(system)),
                  90, interval=1, what="the confirmation and close mails")
     except AssertionError:
         pass  # the checks below say which mails are missing
+    timings["mail_settled"] = time.time()
     time.sleep(3)
 
     report = {"ops": Counter(f"{o['kind']}:{o['outcome']}" for o in history.ops), "faults": history.of("fault"),
-              "delivery_log": _delivery_states(system.database_url)}
+              "delivery_log": _delivery_states(system), "timings": timings}
     problems: list[str] = []
     ok_by_offer, unknown_by_offer = defaultdict(set), defaultdict(set)
     for op in history.of("reserve"):
@@ -216,8 +279,8 @@ def test_nothing_is_lost_or_doubled_under_faults(chaos_system, mailbox, output_d
         problems.append(f"{dead} message(s) in the dead-letter queue")
     report["problems"] = problems
     report["reservations_in_db"] = {o["title"]: len(truth[o["id"]]) for o in offers}
-    (output_dir / "chaos-report.json").write_text(json.dumps(report, indent=2, default=str))
-    assert len(history.of("fault")) == 7
+    report_path.write_text(json.dumps(report, indent=2, default=str))
+    assert len(history.of("fault")) == faults
     assert sum(len(v) for v in ok_by_offer.values()) > 150, report["ops"]
     assert not problems, "\n".join(problems[:30])
 
@@ -245,25 +308,57 @@ def _terminate_backends(database_url: str) -> None:
     engine.dispose()
 
 
-def _reservations_in_db(database_url: str, offer_ids: list[str]) -> dict[str, set[str]]:
-    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT offer_id, email FROM reservation.reservations WHERE status = 'active' "
-                                 "AND offer_id = ANY(:ids)"), {"ids": offer_ids}).all()
-    engine.dispose()
+def _reservations_in_db(system: RunningSystem, offer_ids: list[str]) -> dict[str, set[str]]:
+    from services.reservation.tables import reservations as r
+
+    runtime = system.runtime("reservation")
+    try:
+        with runtime.sessions() as session:
+            rows = session.execute(select(r.c.offer_id, r.c.email).where(r.c.status == "active",
+                                                                        r.c.offer_id.in_(offer_ids))).all()
+    finally:
+        runtime.engine.dispose()
     found: dict[str, set[str]] = {o: set() for o in offer_ids}
     for row in rows:
         found[row.offer_id].add(row.email)
     return found
 
 
-def _delivery_states(database_url: str) -> dict:
-    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT template, state, count(*) AS n, max(last_error) AS error "
-                                 "FROM mailer.deliveries GROUP BY template, state")).all()
-    engine.dispose()
+def _delivery_states(system: RunningSystem) -> dict:
+    from services.mailer.tables import deliveries as d
+
+    runtime = system.runtime("mailer")
+    try:
+        with runtime.sessions() as session:
+            rows = session.execute(select(d.c.template, d.c.state, func.count().label("n"),
+                                          func.max(d.c.last_error).label("error"))
+                                   .group_by(d.c.template, d.c.state)).all()
+    finally:
+        runtime.engine.dispose()
     return {f"{r.template}:{r.state}": [r.n, r.error] for r in rows}
+
+
+def _power_cut_and_restart(system: RunningSystem) -> None:
+    """Every process stopped at once (SIGSTOP, so none restarts another or stops cleanly on its
+    parent's death), then SIGKILLed; then `cobuy up` again on the same data and ports."""
+    supervisor = system.process.pid
+    everyone = [supervisor, *descendants(supervisor)]
+    for pid in everyone:
+        os.kill(pid, signal.SIGSTOP)
+    for pid in everyone:
+        os.kill(pid, signal.SIGKILL)
+    system.process.wait(timeout=30)
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in everyone), 30,
+             interval=0.1, what="every process of cobuy up gone")
+    system.log_path = system.log_path.with_name(system.log_path.stem + "-restarted.log")
+    system.start()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
 
 
 def _dead_letters(system: RunningSystem) -> int:
