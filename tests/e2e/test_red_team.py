@@ -43,7 +43,7 @@ def test_a_strange_token_in_the_cancel_form_is_refused_with_a_4xx(cobuy, reserva
     browser, csrf = form_session(cobuy, f"{path}?token=x")
     reply = browser.post(cobuy.url(path), data={"csrf_token": csrf, "token": token}, timeout=30)
     assert 400 <= reply.status_code < 500, reply.status_code
-    assert cobuy.offer(reservation["offer_id"])["reservation_count"] == 1
+    cobuy.wait_offer(reservation["offer_id"], lambda o: o["reservation_count"] == 1, what="the reservation kept")
 
 
 # -- ids that carry an escape ------------------------------------------------------------------------
