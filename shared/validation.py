@@ -6,7 +6,8 @@ import re
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import ValidationError, fields
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# lone surrogates too: a JSON \udXXX escape decodes to one, and no database or mail can store it
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def reject_control_characters(value: str) -> None:
