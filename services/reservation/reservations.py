@@ -188,7 +188,7 @@ def cancel(session: Session, reservation_id: str, token: str | None, secret: str
     row = session.execute(select(reservations).where(reservations.c.id == reservation_id)).first()
     if row is None:
         raise Problem(404, "reservation_not_found", "No such reservation.")
-    if not token or not hmac.compare_digest(token, cancel_token(secret, reservation_id)):
+    if not token or not hmac.compare_digest(token.encode(), cancel_token(secret, reservation_id).encode()):
         raise Problem(403, "wrong_cancel_token", "The cancel token does not match this reservation.")
     advisory_lock(session, lock_key("offer", row.offer_id), shared=True)
     offer = find_offer(session, row.offer_id)
