@@ -7,6 +7,7 @@ had come. The event, arriving later, finds the offer known and changes nothing.
 from __future__ import annotations
 
 from typing import Callable
+from urllib.parse import quote
 
 import requests
 
@@ -19,7 +20,8 @@ _http = requests.Session()
 def published_offer(config: Config, offer_id: str) -> dict | None:
     if not offer_id or len(offer_id) > 64:
         return None
-    reply = _http.get(f"{config.service_url('catalog')}/internal/offers/{offer_id}", timeout=5)
+    # quoted: an id may hold a literal escape (a client's %2500 is the id "%00"), never to be decoded again
+    reply = _http.get(f"{config.service_url('catalog')}/internal/offers/{quote(offer_id, safe='')}", timeout=5)
     if reply.status_code == 404:
         return None
     reply.raise_for_status()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from urllib.parse import quote
 
 import requests
 from flask import Blueprint, abort, current_app, render_template, request
@@ -182,7 +183,7 @@ def cancel_form(reservation_id):
 def cancel(reservation_id):
     token = request.form.get("token", "")
     try:
-        reply = _http.delete(f"{_reservation_api()}/api/v1/reservations/{reservation_id}",
+        reply = _http.delete(f"{_reservation_api()}/api/v1/reservations/{quote(reservation_id, safe='')}",
                              headers={"X-Cancel-Token": token}, timeout=10)
     except requests.RequestException:
         return render_template("cancel.html", reservation_id=reservation_id, token=token, done=False,
