@@ -29,7 +29,8 @@ class AtomicChannel(filesystem.Channel):
         os.makedirs(staging, exist_ok=True)
         temporary = os.path.join(staging, name)
         try:
-            with open(temporary, "wb") as f:
+            # 0600: an event may carry a cancel token and an e-mail (SPEC §7, secrets stay secret)
+            with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
                 f.write(str_to_bytes(dumps(payload)))
                 f.flush()
                 os.fsync(f.fileno())
