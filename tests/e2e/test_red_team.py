@@ -103,3 +103,17 @@ def test_a_lone_surrogate_in_a_name_is_a_422_not_a_500(cobuy, path, body):
     reply = cobuy.post(path.format(offer["id"]), data=json.dumps(body),
                        headers={"Content-Type": "application/json", **cobuy.auth(seller)})
     assert reply.status_code == 422, reply.text
+
+
+# -- instants at the edge of the calendar ------------------------------------------------------------
+
+@pytest.mark.parametrize("instants", [
+    {"closes_at": "9999-12-31T23:59:59-14:00"},
+    {"closes_at": "0001-01-01T00:00:00+14:00"},
+    {"closes_at": "2999-01-01T00:00:00+00:00", "invite_at": "0001-01-01T00:00:00+14:00"},
+    {"closes_at": "2999-01-01T00:00:00+00:00", "invite_at": "9999-12-31T23:59:59-14:00"},
+], ids=["closes after year 9999 in UTC", "closes before year 1 in UTC", "invited before year 1", "invited after 9999"])
+def test_an_instant_that_leaves_the_calendar_in_utc_is_a_422_not_a_500(cobuy, instants):
+    body = {"title": "Edge of time", "currency": "usd", "unit_price": 1000, "minimum_reservations": 3, **instants}
+    reply = cobuy.post("/api/v1/offers", json=body, headers=cobuy.auth(cobuy.register_seller()))
+    assert reply.status_code == 422, reply.text
