@@ -35,6 +35,7 @@ def published(config: Config, service: str, path: str, id_: str) -> dict | None:
     """What `service` publishes at `path`/<id> (its /internal read), or None when it has no such thing."""
     if not id_ or len(id_) > 64:
         return None
+    # quoted: an id may hold a literal escape (a client's %2500 is the id "%00"), never to be decoded again
     reply = _http.get(f"{config.service_url(service)}{path}/{quote(id_, safe='')}", timeout=5)
     if reply.status_code == 404:
         return None

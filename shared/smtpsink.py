@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import threading
 import uuid
 from email.message import EmailMessage
@@ -41,7 +42,9 @@ class _Handler:
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
             name = f"{uuid.uuid4().hex}.eml"
-            (self.folder / name).write_bytes(envelope.original_content or envelope.content)
+            # 0600 whatever the umask: a mail holds cancel links (SPEC §7, secrets stay secret)
+            with os.fdopen(os.open(self.folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+                file.write(envelope.original_content or envelope.content)
         return "250 Message accepted for delivery"
 
 

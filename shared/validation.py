@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import re
+from datetime import timezone
 
 from email_validator import EmailNotValidError, validate_email
 from marshmallow import ValidationError, fields
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# lone surrogates too: a JSON \udXXX escape decodes to one, and no database or mail can store it
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 def reject_control_characters(value: str) -> None:
@@ -59,3 +61,14 @@ class StrictInteger(fields.Integer):
         if isinstance(value, bool):
             raise ValidationError("Not a valid integer.")
         return super()._deserialize(value, attr, data, **kwargs)
+
+
+class UTCInstant(fields.AwareDateTime):
+    """An instant with an offset that still names a date once in UTC (year 1 to 9999)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        instant = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return instant.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValidationError("This instant is outside the calendar once in UTC.") from None

@@ -131,6 +131,10 @@ def install_error_handlers(app: Flask) -> None:
     def _http(exc: HTTPException):
         return _http_problem(exc).response()
 
+    @app.errorhandler(RecursionError)
+    def _too_deep(_exc: RecursionError):  # JSON nested thousands deep: the client's error, not ours
+        return Problem(400, "malformed_json", "The JSON body is nested too deeply.").response()
+
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error")

@@ -34,8 +34,7 @@ class Sellers(MethodView):
     @sellers_bp.response(201, RegisteredSellerSchema)
     def post(self, body):
         """Register a seller; the API key is shown once."""
-        current_app.extensions["cobuy.limiter"].hit("registrations", f"ip:{client_address()}",
-                                                     f"email:{body['email'].lower()}")
+        current_app.extensions["cobuy.limiter"].hit("registrations", f"ip:{client_address()}")
         with sessions().begin() as session:
             seller = sellers.register_seller(session, body["name"], body["email"])
         return seller, 201, {"Location": "/api/v1/sellers/me"}

@@ -2,7 +2,7 @@
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from shared.money import CURRENCIES, MAX_MINOR_UNITS
-from shared.validation import Email, StrictInteger, Text
+from shared.validation import Email, StrictInteger, Text, UTCInstant
 
 MAX_PRICE = MAX_MINOR_UNITS
 MAX_MINIMUM = 1_000_000
@@ -36,8 +36,8 @@ class OfferCreateSchema(StrictSchema):
     unit_price = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_PRICE),
                                metadata={"description": "In the currency's minor unit (cents for usd)"})
     minimum_reservations = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_MINIMUM))
-    closes_at = fields.AwareDateTime(required=True)
-    invite_at = fields.AwareDateTime(load_default=None)
+    closes_at = UTCInstant(required=True)
+    invite_at = UTCInstant(load_default=None)
     min_decrement = StrictInteger(load_default=1, validate=validate.Range(min=1, max=MAX_PRICE))
 
     @validates("currency")
