@@ -67,7 +67,7 @@ def test_an_offer_id_that_is_an_encoded_escape_is_a_404_not_a_500(cobuy, system,
 
 def test_a_reservation_id_that_is_an_encoded_escape_in_the_cancel_form_is_a_404(cobuy):
     browser, csrf = form_session(cobuy, "/reservations/x/cancel")
-    reply = browser.post(cobuy.url("/reservations/%2500/cancel"), data={"csrf_token": csrf, "token": "t"},
+    reply = browser.post(cobuy.url("/reservations/%2500/cancel"), data={"csrf_token": csrf, "token": "ab" * 20},
                          timeout=30)
     assert reply.status_code == 404, reply.status_code
 
