@@ -8,13 +8,13 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import clock, lookup, metrics
+from shared import clock, lookup
 from shared.db import db_now, insert_ignore
 from shared.envelope import Envelope
 from shared.outbox import record_event
 from shared.problems import Problem
 
-from . import SERVICE
+from . import SERVICE, metrics
 from .rules import Condition, Verdict, accepts_counter_offers, close_outcome, counter_offer_kind, judge_counter_offer
 from .tables import conditions, offers, outbox, steps
 

@@ -7,9 +7,8 @@ from shared import logs, worker
 from shared.runtime import Runtime
 
 from . import SERVICE
-from .app import MIGRATIONS
 from .auction import HANDLERS, Scheduler
-from .tables import inbox, outbox
+from .tables import MIGRATIONS, inbox, outbox
 
 
 def main() -> int:

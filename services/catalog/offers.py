@@ -17,26 +17,22 @@ from shared.outbox import record_event
 from shared.problems import Problem
 
 from . import SERVICE
+from .rules import judge_term
 from .tables import history, offers, outbox, sellers
 
-INVITATION_SHARE_OF_TERM = 0.2
-
-
-def default_invite_at(opens_at: datetime, closes_at: datetime) -> datetime:
-    """SPEC §2: the invitation falls at closes_at − 20 % of the term."""
-    return closes_at - (closes_at - opens_at) * INVITATION_SHARE_OF_TERM
+TERM_PROBLEMS = {
+    "closes_at": ("closes_at must be in the future.", "Must be in the future."),
+    "invite_at": ("invite_at must fall inside the term.", "Must be after now and before closes_at."),
+}
 
 
 def check_term(opens_at: datetime, invite_at: datetime | None, closes_at: datetime) -> datetime:
     """Returns the invitation instant, or raises a 422 naming the faulty field."""
-    if closes_at <= opens_at:
-        raise Problem(422, "validation_failed", "closes_at must be in the future.",
-                      errors={"closes_at": ["Must be in the future."]})
-    invite_at = invite_at or default_invite_at(opens_at, closes_at)
-    if not opens_at < invite_at < closes_at:
-        raise Problem(422, "validation_failed", "invite_at must fall inside the term.",
-                      errors={"invite_at": ["Must be after now and before closes_at."]})
-    return invite_at
+    term = judge_term(opens_at, invite_at, closes_at)
+    if term.faulty_field:
+        detail, message = TERM_PROBLEMS[term.faulty_field]
+        raise Problem(422, "validation_failed", detail, errors={term.faulty_field: [message]})
+    return term.invite_at
 
 
 # ---- sellers -------------------------------------------------------------------------------

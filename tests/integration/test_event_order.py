@@ -41,7 +41,7 @@ def sessions_for(tmp_path, monkeypatch):
 
 def test_a_count_that_overtakes_the_offer_reaches_the_auction(sessions_for):
     from services.auction import auction
-    from services.auction.app import MIGRATIONS
+    from services.auction.tables import MIGRATIONS
     from services.auction.tables import offers, steps
 
     sessions = sessions_for("auction", MIGRATIONS)
@@ -61,7 +61,7 @@ def test_a_count_that_overtakes_the_offer_reaches_the_auction(sessions_for):
 
 def test_an_interception_that_overtakes_the_offer_reaches_reservation(sessions_for):
     from services.reservation import reservations
-    from services.reservation.app import MIGRATIONS
+    from services.reservation.tables import MIGRATIONS
     from services.reservation.tables import offers
 
     sessions = sessions_for("reservation", MIGRATIONS)

@@ -12,7 +12,7 @@ from services.auction.rules import (
     is_better_than,
     judge_counter_offer,
 )
-from services.catalog.offers import default_invite_at
+from services.catalog.rules import default_invite_at
 
 HOLDING = Condition("holder", unit_price=1000, minimum_reservations=10)
 
