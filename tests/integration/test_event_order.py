@@ -8,9 +8,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from shared import clock, db, lookup
+from shared import clock, lookup
 from shared.envelope import Envelope
-from shared.migrations import upgrade
 
 
 def _published(offer_id: str) -> dict:
@@ -23,20 +22,11 @@ def _published(offer_id: str) -> dict:
 
 
 @pytest.fixture
-def sessions_for(tmp_path, monkeypatch):
+def sessions_for(sessions_for, monkeypatch):
+    """Catalog's look-up answers every offer but "gone" as _published would announce it."""
     monkeypatch.setattr(lookup, "published_offer", lambda _config, offer_id: _published(offer_id)
                         if offer_id != "gone" else None)
-    engines = []
-
-    def make(service: str, migrations):
-        engine = db.make_engine(f"sqlite:///{tmp_path / service}.db", service)
-        engines.append(engine)
-        upgrade(engine, migrations, service)
-        return db.session_factory(engine)
-
-    yield make
-    for engine in engines:
-        engine.dispose()
+    return sessions_for
 
 
 def test_a_count_that_overtakes_the_offer_reaches_the_auction(sessions_for):
