@@ -160,7 +160,7 @@ class Bench:
 
     def _by_component(self, read) -> dict[str, float]:
         """Sum read(pid) over cobuy's processes, per component (catalog-web, mailer-worker…)."""
-        from shared.worker import descendants
+        from tests.processes import descendants
 
         totals: dict[str, float] = {}
         for pid in descendants(self.process.pid):

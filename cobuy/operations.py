@@ -11,16 +11,15 @@ from shared.messaging import Bus, Publisher
 from shared.runtime import Runtime
 
 
-def _service(name: str):
-    return import_module(f"services.{name}.app"), import_module(f"services.{name}.tables")
+def _tables(name: str):
+    return import_module(f"services.{name}.tables")
 
 
 def migrate_all(config: Config, services: tuple[str, ...] = SERVICES) -> None:
     for name in services:
-        app_module, _ = _service(name)
         runtime = Runtime.create(name, config)
         try:
-            runtime.migrate(app_module.MIGRATIONS)
+            runtime.migrate(_tables(name).MIGRATIONS)
         finally:
             runtime.engine.dispose()
 
@@ -30,7 +29,7 @@ def _outboxes(config: Config):
     from shared.outbox import Relay
 
     for name in SERVICES:
-        _, tables = _service(name)
+        tables = _tables(name)
         if not hasattr(tables, "outbox"):
             continue
         runtime = Runtime.create(name, config)

@@ -18,9 +18,6 @@ from dataclasses import dataclass, field
 
 from shared.config import SERVICES, Config
 
-WEB_SERVICES = SERVICES
-
-
 @dataclass
 class Child:
     name: str
@@ -74,7 +71,7 @@ def plan(config: Config, scale: dict[str, int], web_workers: int, gateway_worker
         folder.mkdir(parents=True, exist_ok=True)
         return {**base_env, "PROMETHEUS_MULTIPROC_DIR": str(folder)}
 
-    for service in WEB_SERVICES:
+    for service in SERVICES:
         env = env_for(service)
         for replica in range(scale[service]):
             children.append(Child(f"{service}-web-{replica + 1}", gunicorn_argv(
@@ -82,7 +79,7 @@ def plan(config: Config, scale: dict[str, int], web_workers: int, gateway_worker
                 log_level=env["COBUY_LOG_LEVEL"]), env, f"http://127.0.0.1:{config.service_port(service)}"))
             children.append(Child(f"{service}-worker-{replica + 1}",
                                   [sys.executable, "-m", f"services.{service}.worker"], env, "events in and out"))
-    bind_host = os.environ.get("COBUY_BIND_HOST", "127.0.0.1")
+    bind_host = config.bind_host
     children.append(Child("gateway", gunicorn_argv("gateway", gateway_workers, f"{bind_host}:{config.http_port}",
                                                    reuse_port=True, log_level=base_env["COBUY_LOG_LEVEL"]),
                           env_for("gateway"), f"http://{bind_host}:{config.http_port}"))

@@ -15,7 +15,7 @@ from yarl import URL
 
 from shared import config as config_module, identity, logs, metrics
 from shared.problems import PROBLEM_JSON, Problem
-from shared.web import CORRELATION_HEADER, MAX_BODY, accepted_correlation_id
+from shared.http import CORRELATION_HEADER, MAX_BODY, accepted_correlation_id
 
 from . import cache, edge, openapi, routing
 from .auth import KeyCache

@@ -19,6 +19,10 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+def _optional(kind, value: str | None):
+    return None if value is None else kind(value)
+
+
 @dataclass(frozen=True)
 class Config:
     http_port: int
@@ -40,6 +44,9 @@ class Config:
     mail_concurrency: int = 16
     mail_nice: int = 10
     log_level: str = "INFO"
+    bind_host: str = "127.0.0.1"  # the gateway's listening address under `cobuy up`
+    worker_metrics_port: int | None = None  # a worker in its own container serves /metrics here
+    mail_template_dir: Path | None = None  # an operator's templates, before the shipped ones
     # proxies in front of the gateway whose X-Forwarded-For is believed (gateway/edge.client_address)
     trusted_proxies: tuple[IPNetwork, ...] = ()
 
@@ -136,6 +143,9 @@ def load() -> Config:
         mail_concurrency=int(_env("COBUY_MAIL_CONCURRENCY", "16")),
         mail_nice=int(_env("COBUY_MAIL_NICE", "10")),
         log_level=_env("COBUY_LOG_LEVEL", "INFO"),
+        bind_host=_env("COBUY_BIND_HOST", "127.0.0.1"),
+        worker_metrics_port=_optional(int, _env("COBUY_WORKER_METRICS_PORT")),
+        mail_template_dir=_optional(Path, _env("COBUY_MAIL_TEMPLATE_DIR")),
         trusted_proxies=trusted_networks(_env("COBUY_TRUSTED_PROXIES")),
     )
 

@@ -75,6 +75,20 @@ def is_alive(taker: str) -> bool:
     return True
 
 
+def _switch_to_wal(db: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Switching a new file to WAL needs it alone for a moment, and SQLite answers "locked" at once
+    (no busy wait) while another process opens it too: try again, briefly, as the busy wait would."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class Store:
     """The messages table of one broker folder, over one SQLite connection (shared by threads)."""
 
@@ -94,7 +108,7 @@ class Store:
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             os.chmod(self.path, 0o600)
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(db)
             db.execute("PRAGMA synchronous=FULL")
             db.executescript(SCHEMA)
             self._db, self._pid, self._taker = db, os.getpid(), taker_name()

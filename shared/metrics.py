@@ -1,4 +1,6 @@
-"""Prometheus metrics. Under gunicorn, PROMETHEUS_MULTIPROC_DIR makes them sum across workers."""
+"""Prometheus metrics of the plumbing (HTTP, events, outbox), and their endpoint. Each service
+defines its own metrics in its own folder. Under gunicorn, PROMETHEUS_MULTIPROC_DIR makes them
+sum across workers."""
 from __future__ import annotations
 
 import os
@@ -25,15 +27,6 @@ EVENTS_PUBLISHED = Counter("cobuy_events_published_total", "Events published fro
 EVENTS_CONSUMED = Counter("cobuy_events_consumed_total", "Events applied by a consumer", ["type"])
 EVENTS_DUPLICATE = Counter("cobuy_events_duplicate_total", "Redelivered events skipped by the inbox", ["type"])
 EVENTS_DEAD = Counter("cobuy_events_dead_lettered_total", "Events sent to the dead-letter queue", ["type"])
-RESERVATIONS = Counter("cobuy_reservations_total", "Reservation decisions", ["outcome"])
-COUNTER_OFFERS = Counter("cobuy_counter_offers_total", "Counter-offers by verdict", ["outcome"])
-STEP_LATENESS = Histogram(
-    "cobuy_step_lateness_seconds",
-    "Dated step (invitation, close) lateness behind its instant",
-    ["kind"],
-    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10),
-)
-MAILS = Counter("cobuy_mails_total", "Mail delivery attempts by result", ["result"])
 OUTBOX_PENDING = Gauge("cobuy_outbox_pending", "Unsent outbox events", multiprocess_mode="livemax")
 OUTBOX_LAG = Gauge("cobuy_outbox_oldest_unsent_seconds", "Age of the oldest unsent outbox event",
                    multiprocess_mode="livemax")

@@ -39,17 +39,3 @@ def run_env(context: EnvironmentContext, target_metadata: MetaData) -> None:
     with context.begin_transaction():
         context.run_migrations()
 
-
-def new_revision(migrations_dir: Path, message: str, rev_id: str) -> None:
-    """Developer tool: autogenerate a revision against a scratch SQLite at head."""
-    import tempfile
-
-    from sqlalchemy import create_engine
-
-    with tempfile.TemporaryDirectory() as tmp:
-        engine = create_engine(f"sqlite:///{tmp}/scratch.db")
-        cfg = alembic_config(migrations_dir)
-        with engine.begin() as connection:
-            cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
-            command.revision(cfg, message=message, autogenerate=True, rev_id=rev_id)

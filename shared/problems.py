@@ -1,9 +1,10 @@
-"""RFC 9457 problem details with a stable machine `code` (STYLE.md, habit 7)."""
+"""RFC 9457 problem details with a stable machine `code` (STYLE.md, habit 7).
+
+No web framework here: the Flask services (shared/web.py) and the aiohttp gateway each turn a
+Problem into their own response."""
 from __future__ import annotations
 
 from typing import Any
-
-from flask import Response, json
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -45,7 +46,3 @@ class Problem(Exception):
             body["detail"] = self.detail
         body.update(self.extra)
         return body
-
-    def response(self, headers: dict[str, str] | None = None) -> Response:
-        return Response(json.dumps(self.body()), status=self.status, mimetype=PROBLEM_JSON,
-                        headers={**self.headers, **(headers or {})})

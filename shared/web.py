@@ -3,23 +3,19 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import re
 import time
 from typing import Callable
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, json, request
 from werkzeug.exceptions import HTTPException
 
 from shared import identity, logs, metrics
 from shared.config import Config
-from shared.problems import Problem
+from shared.http import CORRELATION_HEADER, MAX_BODY, accepted_correlation_id
+from shared.problems import PROBLEM_JSON, Problem
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 64 * 1024
-CORRELATION_HEADER = "X-Correlation-Id"
-# A correlation id travels into AMQP properties (at most 255 bytes) and VARCHAR(64) columns (SPEC §7).
-_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 HTTP_CODES = {
     400: "bad_request",
@@ -62,11 +58,9 @@ def _not_json(req) -> bool:
             and not req.is_json)
 
 
-def accepted_correlation_id(value: str | None) -> str:
-    """The caller's correlation id when it is 1–64 characters of [A-Za-z0-9._:-], else a fresh one."""
-    if value and _CORRELATION_ID.fullmatch(value):
-        return value
-    return logs.new_correlation_id()
+def problem_response(problem: Problem) -> Response:
+    return Response(json.dumps(problem.body()), status=problem.status, mimetype=PROBLEM_JSON,
+                    headers=problem.headers)
 
 
 def install(app: Flask, service: str, config: Config, ready_checks: list[Callable[[], None]]) -> None:
@@ -111,7 +105,7 @@ def install(app: Flask, service: str, config: Config, ready_checks: list[Callabl
             except Exception as exc:  # readiness reports any failure of a dependency
                 failures[check.__name__] = str(exc)[:200]
         if failures:
-            return Problem(503, "not_ready", "A dependency is unreachable.", failures=failures).response()
+            return problem_response(Problem(503, "not_ready", "A dependency is unreachable.", failures=failures))
         return {"status": "ready", "service": service}
 
     @app.get("/metrics")
@@ -125,11 +119,11 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Problem)
     def _problem(exc: Problem):
-        return exc.response()
+        return problem_response(exc)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
-        return _http_problem(exc).response()
+        return problem_response(_http_problem(exc))
 
     @app.errorhandler(RecursionError)
     def _too_deep(_exc: RecursionError):  # JSON nested thousands deep: the client's error, not ours
@@ -138,7 +132,7 @@ def install_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error")
-        return Problem(500, "internal_error", "Something went wrong on our side.").response()
+        return problem_response(Problem(500, "internal_error", "Something went wrong on our side."))
 
 
 def client_address() -> str:

@@ -6,11 +6,12 @@ error, so the supervisor (cobuy up, gunicorn, Kubernetes) sees it instead of a s
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
 from typing import Callable
+
+from shared import config
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,11 @@ def run(service: str, loops: dict[str, Loop]) -> int:
             failed.set()
             stop.set()
 
-    port = os.environ.get("COBUY_WORKER_METRICS_PORT")
+    port = config.get().worker_metrics_port
     if port:  # in its own container a worker serves its metrics itself
         from shared import metrics
 
-        metrics.serve(int(port))
+        metrics.serve(port)
     threads = [threading.Thread(target=_guard, args=(n, fn), name=n, daemon=True) for n, fn in loops.items()]
     for thread in threads:
         thread.start()
@@ -59,22 +60,3 @@ def run(service: str, loops: dict[str, Loop]) -> int:
     sys.stdout.flush()
     return code
 
-
-def descendants(root: int) -> list[int]:
-    """Every process below `root` (children run in their own sessions, so walk /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, queue = [], [root]
-    while queue:
-        for child in children.get(queue.pop(), []):
-            found.append(child)
-            queue.append(child)
-    return found

@@ -10,10 +10,54 @@ from pathlib import Path
 
 import pytest
 
+from shared import clock, db
+from shared.migrations import upgrade
 from tests import infra
 from tests.support import ROOT, Cobuy, MailBox, RunningSystem
 
 OUTPUT = ROOT / "test-output"
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory):
+    """Each service's SQLite database, migrated once per run: a test gets a copy in milliseconds."""
+    folder = tmp_path_factory.mktemp("migrated")
+    made: dict[str, Path] = {}
+
+    def path_for(service: str, migrations: Path) -> Path:
+        if service not in made:
+            engine = db.make_engine(f"sqlite:///{folder / service}.db", service)
+            upgrade(engine, migrations, service)
+            engine.dispose()
+            made[service] = folder / f"{service}.db"
+        return made[service]
+
+    return path_for
+
+
+@pytest.fixture
+def sessions_for(tmp_path, migrated_template):
+    """sessions_for(service, MIGRATIONS): a session factory on a fresh, migrated SQLite database of
+    the service's own, under tmp_path (no server)."""
+    engines = []
+
+    def make(service: str, migrations: Path):
+        path = tmp_path / f"{service}.db"
+        shutil.copyfile(migrated_template(service, migrations), path)
+        engine = db.make_engine(f"sqlite:///{path}", service)
+        engines.append(engine)
+        return db.session_factory(engine)
+
+    yield make
+    for engine in engines:
+        engine.dispose()
+
+
+@pytest.fixture
+def at():
+    """at(instant) moves the injected clock there; the real clock is back after the test."""
+    yield lambda instant: clock.set_clock(lambda: instant)
+    clock.set_clock(None)
 
 
 @pytest.fixture(scope="session")

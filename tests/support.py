@@ -257,7 +257,7 @@ class RunningSystem:
 
     def pids(self, pattern: str) -> list[int]:
         """Processes of this system whose command line contains `pattern`."""
-        from shared.worker import descendants
+        from tests.processes import descendants
 
         found = []
         for pid in descendants(self.process.pid):

@@ -1,8 +1,6 @@
 """auction's app factory."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import Flask
 
 from shared import logs
@@ -11,9 +9,6 @@ from shared.web import create_service_app
 
 from . import SERVICE
 from .api import bp, internal_bp
-
-MIGRATIONS = Path(__file__).parent / "migrations"
-
 
 def create_app(runtime: Runtime | None = None) -> Flask:
     runtime = runtime or Runtime.create(SERVICE)

@@ -4,12 +4,12 @@ from __future__ import annotations
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from shared import clock, metrics
+from shared import clock
 from shared.events import as_data
 from shared.outbox import record_event
 from shared.problems import Problem
 
-from . import SERVICE
+from . import SERVICE, metrics
 from .events import HoldingCondition, InterceptedCondition, InterceptedOffer, OfferIntercepted
 from .offers import holding_condition, known_offer
 from .rules import (Condition, Verdict, accepts_counter_offers, counter_offer_kind, judge_counter_offer,

@@ -7,11 +7,10 @@ import threading
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import metrics
 from shared.db import db_now
 from shared.outbox import record_event
 
-from . import SERVICE
+from . import SERVICE, metrics
 from .events import OfferDeadlineReached, OfferInvited, OfferSnapshot
 from .offers import find_offer, holding_condition
 from .tables import offers, outbox, steps

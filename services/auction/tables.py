@@ -1,9 +1,12 @@
 """auction's own tables."""
+from pathlib import Path
+
 from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table
 
 from shared.db import UTCDateTime
 from shared.outbox import inbox_table, outbox_table
 
+MIGRATIONS = Path(__file__).parent / "migrations"
 metadata = MetaData()
 
 offers = Table(

@@ -7,10 +7,9 @@ from shared import logs, worker
 from shared.runtime import Runtime
 
 from . import SERVICE
-from .app import MIGRATIONS
 from .handlers import HANDLERS
 from .steps import Scheduler
-from .tables import inbox, outbox
+from .tables import MIGRATIONS, inbox, outbox
 
 
 def main() -> int:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
-
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
@@ -15,9 +13,6 @@ from . import SERVICE
 from .api import internal_bp, offers_bp, sellers_bp
 from .pages import pages_bp
 from .tables import rate_limits
-
-MIGRATIONS = Path(__file__).parent / "migrations"
-
 
 def create_app(runtime: Runtime | None = None) -> Flask:
     runtime = runtime or Runtime.create(SERVICE)

@@ -17,27 +17,23 @@ from shared.problems import Problem
 
 from . import SERVICE
 from .events import InitialCondition, OfferPublished
+from .rules import judge_term
 from .sellers import seller_by_id
 from .tables import history, offers, outbox
 
-INVITATION_SHARE_OF_TERM = 0.2
-
-
-def default_invite_at(opens_at: datetime, closes_at: datetime) -> datetime:
-    """SPEC §2: the invitation falls at closes_at − 20 % of the term."""
-    return closes_at - (closes_at - opens_at) * INVITATION_SHARE_OF_TERM
+TERM_PROBLEMS = {
+    "closes_at": ("closes_at must be in the future.", "Must be in the future."),
+    "invite_at": ("invite_at must fall inside the term.", "Must be after now and before closes_at."),
+}
 
 
 def check_term(opens_at: datetime, invite_at: datetime | None, closes_at: datetime) -> datetime:
     """Returns the invitation instant, or raises a 422 naming the faulty field."""
-    if closes_at <= opens_at:
-        raise Problem(422, "validation_failed", "closes_at must be in the future.",
-                      errors={"closes_at": ["Must be in the future."]})
-    invite_at = invite_at or default_invite_at(opens_at, closes_at)
-    if not opens_at < invite_at < closes_at:
-        raise Problem(422, "validation_failed", "invite_at must fall inside the term.",
-                      errors={"invite_at": ["Must be after now and before closes_at."]})
-    return invite_at
+    term = judge_term(opens_at, invite_at, closes_at)
+    if term.faulty_field:
+        detail, message = TERM_PROBLEMS[term.faulty_field]
+        raise Problem(422, "validation_failed", detail, errors={term.faulty_field: [message]})
+    return term.invite_at
 
 
 # ---- offers --------------------------------------------------------------------------------

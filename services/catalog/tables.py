@@ -1,10 +1,13 @@
 """catalog's own tables. Nobody else reads or writes them."""
+from pathlib import Path
+
 from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text
 
 from shared.db import UTCDateTime
 from shared.outbox import inbox_table, outbox_table
 from shared.ratelimit import rate_limit_table
 
+MIGRATIONS = Path(__file__).parent / "migrations"
 metadata = MetaData()
 
 sellers = Table(

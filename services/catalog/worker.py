@@ -7,9 +7,8 @@ from shared import logs, worker
 from shared.runtime import Runtime
 
 from . import SERVICE
-from .app import MIGRATIONS
 from .offers import HANDLERS
-from .tables import inbox, outbox
+from .tables import MIGRATIONS, inbox, outbox
 
 
 def main() -> int:

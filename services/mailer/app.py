@@ -1,8 +1,6 @@
 """mailer's app factory: health, readiness and metrics (it serves no public API)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import Flask
 
 from shared import logs
@@ -10,9 +8,6 @@ from shared.runtime import Runtime
 from shared.web import create_service_app
 
 from . import SERVICE
-
-MIGRATIONS = Path(__file__).parent / "migrations"
-
 
 def create_app(runtime: Runtime | None = None) -> Flask:
     runtime = runtime or Runtime.create(SERVICE)

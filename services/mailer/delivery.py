@@ -23,9 +23,10 @@ from datetime import timedelta
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import clock, metrics
+from shared import clock
 from shared.db import db_now, is_postgres
 
+from . import metrics
 from .rendering import Renderer
 from .tables import batches, deliveries
 

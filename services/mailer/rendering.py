@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from datetime import datetime
 from email.charset import QP, Charset
 from email.header import Header
@@ -32,14 +31,14 @@ def _when(value: str | datetime) -> str:
 
 
 class Renderer:
-    def __init__(self, mail_from: str, public_url: str):
+    def __init__(self, mail_from: str, public_url: str, template_dir: Path | None = None):
         self.mail_from = mail_from
         self.envelope_from = parseaddr(mail_from)[1]
         self.from_header = _address(*parseaddr(mail_from))
         self.public_url = public_url
         loaders = [FileSystemLoader(str(SHIPPED))]
-        if os.environ.get("COBUY_MAIL_TEMPLATE_DIR"):
-            loaders.insert(0, FileSystemLoader(os.environ["COBUY_MAIL_TEMPLATE_DIR"]))
+        if template_dir:
+            loaders.insert(0, FileSystemLoader(str(template_dir)))
         common = dict(loader=ChoiceLoader(loaders), undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
         self.text_env = Environment(autoescape=False, **common)
         self.html_env = Environment(autoescape=select_autoescape(["html"]), **common)

@@ -1,9 +1,12 @@
 """mailer's own tables: who the sellers are, and the delivery log."""
+from pathlib import Path
+
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 from shared.db import UTCDateTime
 from shared.outbox import inbox_table
 
+MIGRATIONS = Path(__file__).parent / "migrations"
 metadata = MetaData()
 
 sellers = Table(

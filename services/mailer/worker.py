@@ -10,16 +10,16 @@ from shared import config as config_module, logs, worker
 from shared.runtime import Runtime
 
 from . import SERVICE
-from .app import MIGRATIONS
 from .delivery import Sender
 from .planning import Planner
 from .rendering import Renderer
-from .tables import inbox
+from .tables import MIGRATIONS, inbox
 
 
 def build_sender(runtime: Runtime) -> Sender:
     config = runtime.config
-    return Sender(runtime.sessions, Renderer(config.mail_from, config.public_url), config.smtp_address(),
+    renderer = Renderer(config.mail_from, config.public_url, config.mail_template_dir)
+    return Sender(runtime.sessions, renderer, config.smtp_address(),
                   concurrency=config.mail_concurrency, lease_seconds=config.mail_lease_seconds)
 
 

@@ -20,16 +20,16 @@ import requests
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import clock, lookup, metrics
+from shared import clock, lookup
 from shared import config as config_module
 from shared.config import Config
-from shared.db import advisory_lock, insert_ignore, lock_key
+from shared.db import advisory_lock, dialect_insert, insert_ignore, lock_key
 from shared.envelope import Envelope
 from shared.events import read
 from shared.outbox import record_event
 from shared.problems import Problem
 
-from . import SERVICE
+from . import SERVICE, metrics
 from .events import (
     CancelledOffer,
     Purchaser,
@@ -39,6 +39,7 @@ from .events import (
     ReservationsFinalised,
     ReservedOffer,
 )
+from .rules import activates, is_closed, reserve_outcome
 from .tables import idempotency_keys, offers, outbox, reservations, tallies
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ def known_offer(session: Session, offer_id: str):
 
 
 def _is_closed(offer) -> bool:
-    return offer.closed or clock.now() >= offer.closes_at
+    return is_closed(offer.closed, offer.closes_at, clock.now())
 
 
 def _reservation_dict(row, secret: str) -> dict:
@@ -208,31 +209,39 @@ def _replay(session: Session, offer_id: str, key: str, fingerprint: str, secret:
 
 
 def _reserve(session: Session, offer, name: str, email: str, secret: str) -> tuple[dict, int]:
-    """One reservation per (offer, e-mail). Each state change is one conditional statement, so of
-    many identical requests at once exactly one changes the state and records the event."""
+    """One reservation per (offer, e-mail): the statements find what the purchaser had, the rule
+    says what the request does with it."""
+    row, status_before = _claim(session, offer, name, email)
+    if not activates(reserve_outcome(status_before)):
+        metrics.RESERVATIONS.labels("repeat").inc()
+        return _reservation_dict(row, secret), 200
+    _accepted_event(session, offer, row.id, name, email, secret)
+    metrics.RESERVATIONS.labels("accepted").inc()
+    return _reservation_dict(row, secret), 201
+
+
+def _claim(session: Session, offer, name: str, email: str) -> tuple:
+    """(the reservation, its status before this request: None when it is new). Each state change
+    is one conditional statement, so of many identical requests at once exactly one changes the
+    state and so records the event."""
     email_key = email.lower()
-    reservation_id = str(uuid.uuid4())
-    if insert_ignore(session, reservations, {
-        "id": reservation_id, "offer_id": offer.id, "name": name, "email": email, "email_key": email_key,
-        "status": "active", "created_at": clock.now(),
-    }, ["offer_id", "email_key"]):
-        _accepted_event(session, offer, reservation_id, name, email, secret)
-        metrics.RESERVATIONS.labels("accepted").inc()
-        return {"id": reservation_id, "offer_id": offer.id, "status": "active",
-                "cancel_token": cancel_token(secret, reservation_id)}, 201
+    inserted = session.execute(
+        dialect_insert(session, reservations).values(
+            id=str(uuid.uuid4()), offer_id=offer.id, name=name, email=email, email_key=email_key,
+            status="active", created_at=clock.now(),
+        ).on_conflict_do_nothing(index_elements=["offer_id", "email_key"]).returning(*reservations.c)
+    ).first()
+    if inserted is not None:
+        return inserted, None
     this_one = (reservations.c.offer_id == offer.id, reservations.c.email_key == email_key)
-    # Cancelled earlier, reserving again: the same reservation becomes active again.
     reactivated = session.execute(
         update(reservations).where(*this_one, reservations.c.status == "cancelled")
         .values(status="active", cancelled_at=None, name=name, created_at=clock.now())
         .returning(*reservations.c)
     ).first()
     if reactivated is not None:
-        _accepted_event(session, offer, reactivated.id, name, email, secret)
-        metrics.RESERVATIONS.labels("accepted").inc()
-        return _reservation_dict(reactivated, secret), 201
-    metrics.RESERVATIONS.labels("repeat").inc()
-    return _reservation_dict(session.execute(select(reservations).where(*this_one)).one(), secret), 200
+        return reactivated, "cancelled"
+    return session.execute(select(reservations).where(*this_one)).one(), "active"
 
 
 def cancel(session: Session, reservation_id: str, token: str | None, secret: str) -> None:

@@ -1,10 +1,13 @@
 """reservation's own tables."""
+from pathlib import Path
+
 from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table, UniqueConstraint
 
 from shared.db import UTCDateTime
 from shared.outbox import inbox_table, outbox_table
 from shared.ratelimit import rate_limit_table
 
+MIGRATIONS = Path(__file__).parent / "migrations"
 metadata = MetaData()
 
 # What reservation knows of an offer: enough to enforce the term, check the holder and

@@ -7,10 +7,9 @@ from shared import logs, worker
 from shared.runtime import Runtime
 
 from . import SERVICE
-from .app import MIGRATIONS
 from .recounts import note_recounts, recounter
 from .reservations import HANDLERS, refresh_open_tallies
-from .tables import inbox, outbox
+from .tables import MIGRATIONS, inbox, outbox
 
 
 def main() -> int:

@@ -8,9 +8,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from shared import clock, db, lookup
+from shared import clock, lookup
 from shared.envelope import Envelope
-from shared.migrations import upgrade
 
 
 def _published(offer_id: str) -> dict:
@@ -23,25 +22,16 @@ def _published(offer_id: str) -> dict:
 
 
 @pytest.fixture
-def sessions_for(tmp_path, monkeypatch):
+def sessions_for(sessions_for, monkeypatch):
+    """Catalog's look-up answers every offer but "gone" as _published would announce it."""
     monkeypatch.setattr(lookup, "published", lambda _config, _service, _path, offer_id: _published(offer_id)
                         if offer_id != "gone" else None)
-    engines = []
-
-    def make(service: str, migrations):
-        engine = db.make_engine(f"sqlite:///{tmp_path / service}.db", service)
-        engines.append(engine)
-        upgrade(engine, migrations, service)
-        return db.session_factory(engine)
-
-    yield make
-    for engine in engines:
-        engine.dispose()
+    return sessions_for
 
 
 def test_a_count_that_overtakes_the_offer_reaches_the_auction(sessions_for):
     from services.auction import handlers as auction
-    from services.auction.app import MIGRATIONS
+    from services.auction.tables import MIGRATIONS
     from services.auction.tables import offers, steps
 
     sessions = sessions_for("auction", MIGRATIONS)
@@ -61,7 +51,7 @@ def test_a_count_that_overtakes_the_offer_reaches_the_auction(sessions_for):
 
 def test_an_interception_that_overtakes_the_offer_reaches_reservation(sessions_for):
     from services.reservation import reservations
-    from services.reservation.app import MIGRATIONS
+    from services.reservation.tables import MIGRATIONS
     from services.reservation.tables import offers
 
     sessions = sessions_for("reservation", MIGRATIONS)

@@ -65,7 +65,7 @@ def mailer(env, monkeypatch):
         if key.startswith("COBUY_"):
             monkeypatch.setenv(key, value)
     runtime = Runtime.create("mailer", config_module.load())
-    from services.mailer.app import MIGRATIONS
+    from services.mailer.tables import MIGRATIONS
 
     runtime.migrate(MIGRATIONS)
     yield runtime

@@ -11,7 +11,7 @@ from shared.outbox import Relay
 
 
 def test_published_events_older_than_the_retention_are_pruned_and_nothing_else(tmp_path):
-    from services.reservation.app import MIGRATIONS
+    from services.reservation.tables import MIGRATIONS
     from services.reservation.tables import outbox
 
     engine = db.make_engine(f"sqlite:///{tmp_path}/reservation.db", "reservation")

@@ -28,7 +28,7 @@ class _Delivered:
 
 @pytest.fixture
 def sessions(servers, tmp_path):
-    from services.reservation.app import MIGRATIONS
+    from services.reservation.tables import MIGRATIONS
 
     schema = f"recount_{uuid.uuid4().hex[:8]}"
     url = servers[0].replace("postgresql://", "postgresql+psycopg://", 1) if servers[0] else \

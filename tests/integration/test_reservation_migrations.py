@@ -25,7 +25,7 @@ def engine(request, tmp_path, servers):
 
 
 def _migrate(engine, revision: str) -> None:
-    from services.reservation.app import MIGRATIONS
+    from services.reservation.tables import MIGRATIONS
 
     cfg = alembic_config(MIGRATIONS)
     with engine.begin() as connection:

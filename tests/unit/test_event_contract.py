@@ -142,13 +142,13 @@ def test_an_event_keeps_its_keys_on_the_wire(producer, event):
 
 def _consumers(tmp_path):
     """Each subscribing service's handlers on a database of its own, migrated as in production."""
-    from services.auction.app import MIGRATIONS as AUCTION
+    from services.auction.tables import MIGRATIONS as AUCTION
     from services.auction.handlers import HANDLERS as AUCTION_HANDLERS
-    from services.catalog.app import MIGRATIONS as CATALOG
+    from services.catalog.tables import MIGRATIONS as CATALOG
     from services.catalog.offers import HANDLERS as CATALOG_HANDLERS
-    from services.mailer.app import MIGRATIONS as MAILER
+    from services.mailer.tables import MIGRATIONS as MAILER
     from services.mailer.planning import Planner
-    from services.reservation.app import MIGRATIONS as RESERVATION
+    from services.reservation.tables import MIGRATIONS as RESERVATION
     from services.reservation.reservations import HANDLERS as RESERVATION_HANDLERS
 
     wiring = {"catalog": (CATALOG, CATALOG_HANDLERS), "reservation": (RESERVATION, RESERVATION_HANDLERS),

@@ -7,7 +7,7 @@ from gateway.edge import (client_address, forwardable_headers, normalise_path, p
                           unforwardable, upstream_target)
 from gateway.routing import route_label, service_for
 from shared.config import trusted_networks
-from shared.web import accepted_correlation_id
+from shared.http import accepted_correlation_id
 
 
 @pytest.mark.parametrize("raw, normalised", [

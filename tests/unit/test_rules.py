@@ -13,7 +13,7 @@ from services.auction.rules import (
     judge_counter_offer,
     what_would_win,
 )
-from services.catalog.offers import default_invite_at
+from services.catalog.rules import default_invite_at
 
 HOLDING = Condition("holder", unit_price=1000, minimum_reservations=10)
 
