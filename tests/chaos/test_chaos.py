@@ -33,7 +33,7 @@ import pytest
 import requests
 from sqlalchemy import create_engine, func, select, text
 
-from shared.worker import descendants
+from tests.processes import descendants
 from tests.conftest import own_system
 from tests.support import Cobuy, RunningSystem, instant, wait_for
 
