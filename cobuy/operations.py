@@ -7,6 +7,7 @@ from importlib import import_module
 from sqlalchemy import select, update
 
 from shared.config import SERVICES, Config
+from shared.failures import redact, without_secrets
 from shared.messaging import Bus, Publisher
 from shared.runtime import Runtime
 
@@ -134,11 +135,20 @@ def dlq_list(config: Config, limit: int = 100) -> list[dict]:
                 "routing_key": message.delivery_info.get("routing_key"),
                 "error": headers.get("x-cobuy-error"),
                 "consumer": headers.get("x-cobuy-consumer"),
-                "body": message.body.decode() if isinstance(message.body, bytes) else message.body,
+                "body": _shown(message.body),
             })
         for message in held:
             message.requeue()
     return items
+
+
+def _shown(body) -> str:
+    """A dead letter's body for the operator's console: secrets (cancel tokens…) redacted."""
+    text = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+    try:
+        return json.dumps(without_secrets(json.loads(text)))
+    except ValueError:
+        return redact(text)
 
 
 def dlq_replay(config: Config, limit: int = 1000) -> int:

@@ -81,3 +81,16 @@ def where(exc: BaseException, frames: int = 2) -> str:
     stack = traceback.extract_tb(exc.__traceback__)
     ours = [f for f in stack if "site-packages" not in f.filename and "/lib/python" not in f.filename]
     return "".join(traceback.format_list((ours or stack)[-frames:])).rstrip()
+
+
+SECRET_FIELDS = frozenset({"cancel_token", "api_key", "api_key_hash", "token", "secret", "password"})
+
+
+def without_secrets(value):
+    """A message body as an operator may see it: the value of every secret field replaced (the
+    message itself, replayed later, keeps them)."""
+    if isinstance(value, dict):
+        return {k: "[redacted]" if k in SECRET_FIELDS else without_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_secrets(v) for v in value]
+    return value

@@ -205,7 +205,9 @@ def _replay(session: Session, offer_id: str, key: str, fingerprint: str, secret:
         raise Problem(422, "idempotency_key_mismatch",
                       "This Idempotency-Key was first sent with another request body; use a new key.")
     row = session.execute(select(reservations).where(reservations.c.id == bound.reservation_id)).one()
-    return _reservation_dict(row, secret), bound.status_code
+    # The first answer, as it was: every key was bound to an active reservation (201 or a repeat),
+    # whatever became of it since; replaying the key changes nothing.
+    return {**_reservation_dict(row, secret), "status": "active"}, bound.status_code
 
 
 def _reserve(session: Session, offer, name: str, email: str, secret: str) -> tuple[dict, int]:

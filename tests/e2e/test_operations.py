@@ -84,8 +84,9 @@ def test_dead_letters_are_listed_and_replayed_after_a_fix(cobuy, system, mailbox
     bus = Bus(system.config())
     email = unique_email("replayed")
     offer = cobuy.create_offer(cobuy.register_seller(), title="Replayed offer")
+    secret = f"tok{uuid.uuid4().hex}"
     event = Envelope("ReservationCancelled", {"reservation_id": str(uuid.uuid4()), "offer_id": offer["id"],
-                                               "name": "Replay", "email": email,
+                                               "name": "Replay", "email": email, "cancel_token": secret,
                                                "offer": {"title": "Replayed offer", "currency": "usd",
                                                          "closes_at": offer["closes_at"]}}, "test")
     with bus.connect() as connection:
@@ -100,6 +101,7 @@ def test_dead_letters_are_listed_and_replayed_after_a_fix(cobuy, system, mailbox
     reasons = " | ".join(i["error"] or "" for i in listing)
     assert "handler failed before the fix" in reasons and "malformed envelope" in reasons
     assert len(json.loads(cli(system, "dlq", "list").stdout)) == len(listing)  # listing leaves them queued
+    assert secret not in cli(system, "dlq", "list").stdout and "[redacted]" in cli(system, "dlq", "list").stdout
     replayed = cli(system, "dlq", "replay")
     assert replayed.returncode == 0 and replayed.stdout.startswith(f"{len(listing)} message(s) replayed")
     mailbox.wait(1, to=email, subject="Cancelled")

@@ -76,6 +76,21 @@ def test_the_same_idempotency_key_with_the_same_body_returns_the_first_answer(co
     assert again.json() == first.json()
 
 
+def test_a_key_replayed_after_a_cancel_gets_the_first_answer_and_reserves_nothing(cobuy):
+    offer = cobuy.create_offer(cobuy.register_seller())
+    key = {"Idempotency-Key": f"late-{unique_email()}"}
+    body = {"name": "Lee", "email": unique_email("lee")}
+    path = f"/api/v1/offers/{offer['id']}/reservations"
+    first = cobuy.post(path, json=body, headers=key)
+    assert cobuy.delete(f"/api/v1/reservations/{first.json()['id']}",
+                        headers={"X-Cancel-Token": first.json()["cancel_token"]}).status_code == 204
+    replay = cobuy.post(path, json=body, headers=key)
+    assert (replay.status_code, replay.json()) == (first.status_code, first.json())
+    cobuy.wait_offer(offer["id"], lambda o: o["reservation_count"] == 0, what="count back to 0")
+    time.sleep(0.5)
+    assert cobuy.offer(offer["id"])["reservation_count"] == 0
+
+
 def test_the_same_idempotency_key_with_another_body_is_a_422_that_reveals_nothing(cobuy):
     offer = cobuy.create_offer(cobuy.register_seller())
     key = {"Idempotency-Key": f"k-{unique_email()}"}
