@@ -86,6 +86,12 @@ def plan(config: Config, scale: dict[str, int], web_workers: int, gateway_worker
     return children
 
 
+# A service keeps an idle keep-alive connection longer than the gateway's pool does: the one that
+# closes first must be the client, or the gateway may send a request on a connection the service is
+# closing at that instant (gunicorn's default is 2 s; the race answered 502 to one request in a burst).
+SERVICE_KEEPALIVE_SECONDS = 75
+
+
 def gunicorn_argv(component: str, workers: int, bind: str, reuse_port: bool = False,
                   log_level: str | None = None) -> list[str]:
     """How every web process runs, under `cobuy up` and in a container alike."""
@@ -97,7 +103,8 @@ def gunicorn_argv(component: str, workers: int, bind: str, reuse_port: bool = Fa
         argv.append("--reuse-port")
     if component == "gateway":
         return argv + ["--worker-class", "aiohttp.GunicornUVLoopWebWorker", "gateway.app:create_app"]
-    return argv + ["--worker-class", "gthread", "--threads", "4", f"services.{component}.app:create_app()"]
+    return argv + ["--worker-class", "gthread", "--threads", "4", "--keep-alive", str(SERVICE_KEEPALIVE_SECONDS),
+                   f"services.{component}.app:create_app()"]
 
 
 def _spawn(child: Child) -> None:

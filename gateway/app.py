@@ -24,6 +24,7 @@ log = logging.getLogger("gateway")
 
 
 SERVER = "cobuy"  # one name on every answer, the gateway's own and the services' alike; no versions
+UPSTREAM_IDLE_SECONDS = 30  # under the services' keep-alive (cobuy.supervisor.SERVICE_KEEPALIVE_SECONDS)
 
 
 def problem(status: int, code: str, detail: str | None = None, headers: dict | None = None, **extra) -> web.Response:
@@ -42,7 +43,7 @@ class Gateway:
 
     async def start(self, _app) -> None:
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=60),
+            connector=aiohttp.TCPConnector(limit=512, keepalive_timeout=UPSTREAM_IDLE_SECONDS),
             timeout=aiohttp.ClientTimeout(total=30, connect=5),
             auto_decompress=False,
         )

@@ -73,8 +73,8 @@ def install(app: Flask, service: str, config: Config, ready_checks: list[Callabl
         # the gateway already sanitised it; a service is never trusted to be reached only that way
         g.correlation_token = logs.set_correlation_id(accepted_correlation_id(request.headers.get(CORRELATION_HEADER)))
         if _not_json(request):
-            return Problem(415, "unsupported_media_type",
-                           "Send the body as JSON, with the header Content-Type: application/json.").response()
+            return problem_response(Problem(
+                415, "unsupported_media_type", "Send the body as JSON, with the header Content-Type: application/json."))
 
     @app.after_request
     def _finish(response: Response):
@@ -127,7 +127,7 @@ def install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(RecursionError)
     def _too_deep(_exc: RecursionError):  # JSON nested thousands deep: the client's error, not ours
-        return Problem(400, "malformed_json", "The JSON body is nested too deeply.").response()
+        return problem_response(Problem(400, "malformed_json", "The JSON body is nested too deeply."))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

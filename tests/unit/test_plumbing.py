@@ -89,3 +89,12 @@ def test_openapi_documents_merge_and_mark_seller_routes():
     for item in merged["paths"].values():
         for operation in item.values():
             assert "X-Correlation-Id" in {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+
+
+def test_the_gateway_drops_an_idle_upstream_connection_before_the_service_does():
+    """Else the gateway may reuse a connection the service is closing that instant: a 502."""
+    from cobuy.supervisor import SERVICE_KEEPALIVE_SECONDS, gunicorn_argv
+    from gateway.app import UPSTREAM_IDLE_SECONDS
+
+    argv = gunicorn_argv("reservation", 2, "127.0.0.1:1")
+    assert int(argv[argv.index("--keep-alive") + 1]) == SERVICE_KEEPALIVE_SECONDS > UPSTREAM_IDLE_SECONDS
