@@ -49,6 +49,9 @@ class Config:
     mail_template_dir: Path | None = None  # an operator's templates, before the shipped ones
     # proxies in front of the gateway whose X-Forwarded-For is believed (gateway/edge.client_address)
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # "start": each worker migrates its schema as it starts (`cobuy up`); "job": only the release's
+    # migration Job does, and pods check the schema is at or ahead of their code (`cobuy serve`)
+    migrations: str = "start"
 
     @property
     def embedded_broker(self) -> bool:
@@ -147,6 +150,7 @@ def load() -> Config:
         worker_metrics_port=_optional(int, _env("COBUY_WORKER_METRICS_PORT")),
         mail_template_dir=_optional(Path, _env("COBUY_MAIL_TEMPLATE_DIR")),
         trusted_proxies=trusted_networks(_env("COBUY_TRUSTED_PROXIES")),
+        migrations=_env("COBUY_MIGRATIONS", "start"),
     )
 
 

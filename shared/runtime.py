@@ -33,6 +33,13 @@ class Runtime:
     def migrate(self, migrations_dir: Path) -> None:
         migrations.upgrade(self.engine, migrations_dir, self.service)
 
+    def prepare_schema(self, migrations_dir: Path) -> None:
+        """At start: migrate (`cobuy up`), or only check where a Job migrates per release."""
+        if self.config.migrations == "job":
+            migrations.require_current(self.engine, migrations_dir)
+        else:
+            self.migrate(migrations_dir)
+
     def ready_checks(self) -> list[Callable[[], None]]:
         def database() -> None:
             db.ping(self.engine)

@@ -44,7 +44,7 @@ def main() -> int:
     # Mail can wait a few seconds, a purchaser's click cannot: where the mailer shares CPUs with
     # the web processes, it yields to them under contention and uses whatever they leave.
     lower_priority(runtime.config.mail_nice)
-    runtime.migrate(MIGRATIONS)
+    runtime.prepare_schema(MIGRATIONS)
     domain = parseaddr(runtime.config.mail_from)[1].rpartition("@")[2] or "cobuy.localhost"
     return worker.run(SERVICE, {
         "consumer": runtime.consumer(inbox, Planner(domain).handlers()).run,
