@@ -19,7 +19,7 @@ from .tables import MIGRATIONS, inbox
 def build_sender(runtime: Runtime) -> Sender:
     config = runtime.config
     renderer = Renderer(config.mail_from, config.public_url, config.mail_template_dir)
-    return Sender(runtime.sessions, renderer, config.smtp_address(),
+    return Sender(runtime.sessions, renderer, config.smtp(),
                   concurrency=config.mail_concurrency, lease_seconds=config.mail_lease_seconds)
 
 
