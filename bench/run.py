@@ -120,7 +120,7 @@ class Bench:
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
-                if self.http.get(self.base + "/readyz", timeout=2).status_code == 200:
+                if self.http.get(self.base + "/readyz?services=all", timeout=2).status_code == 200:
                     return
             except requests.RequestException:
                 pass

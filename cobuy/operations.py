@@ -16,6 +16,10 @@ def _tables(name: str):
     return import_module(f"services.{name}.tables")
 
 
+def schema_directory(name: str):
+    return _tables(name).MIGRATIONS
+
+
 def migrate_all(config: Config, services: tuple[str, ...] = SERVICES) -> None:
     for name in services:
         runtime = Runtime.create(name, config)

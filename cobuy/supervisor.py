@@ -160,7 +160,7 @@ def run(config: Config, scale: dict[str, int], web_workers: int = 2, gateway_wor
         if stopping:
             break
         if not announced:
-            if _ready(f"http://127.0.0.1:{config.http_port}/readyz"):
+            if _ready(f"http://127.0.0.1:{config.http_port}/readyz?services=all"):
                 print(ready_table(config, children), flush=True)
                 announced = True
             elif time.monotonic() > deadline:

@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SERVICES = ("catalog", "reservation", "auction", "mailer")
@@ -21,6 +22,37 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 def _optional(kind, value: str | None):
     return None if value is None else kind(value)
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """COBUY_SMTP_URL as operators write it for a real relay:
+    `smtp://host:587` (STARTTLS when offered; `?starttls=required` to insist, `?starttls=off` never),
+    `smtps://host:465` (TLS from the first byte), `user:password@` URL-encoded in either, or
+    COBUY_SMTP_USER / COBUY_SMTP_PASSWORD; COBUY_SMTP_CA_FILE: the CAs to trust instead of the system's."""
+
+    host: str
+    port: int
+    tls: str = "starttls"  # "starttls" (when offered), "starttls-required", "implicit" or "off"
+    user: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+
+    @classmethod
+    def parse(cls, url: str, user: str | None = None, password: str | None = None,
+              ca_file: str | None = None) -> "SmtpSettings":
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("COBUY_SMTP_URL: expected smtp://[user:password@]host[:port] or smtps://…")
+        starttls = parse_qs(parts.query).get("starttls", ["auto"])[-1]
+        modes = {"auto": "starttls", "opportunistic": "starttls", "required": "starttls-required", "off": "off"}
+        if parts.scheme == "smtp" and starttls not in modes:
+            raise ValueError(f"COBUY_SMTP_URL: starttls={starttls!r}; expected required, opportunistic or off")
+        return cls(host=parts.hostname, port=parts.port or (465 if parts.scheme == "smtps" else 25),
+                   tls="implicit" if parts.scheme == "smtps" else modes[starttls],
+                   user=unquote(parts.username) if parts.username else user,
+                   password=unquote(parts.password) if parts.password is not None else password,
+                   ca_file=ca_file)
 
 
 @dataclass(frozen=True)
@@ -49,6 +81,12 @@ class Config:
     mail_template_dir: Path | None = None  # an operator's templates, before the shipped ones
     # proxies in front of the gateway whose X-Forwarded-For is believed (gateway/edge.client_address)
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    # "start": each worker migrates its schema as it starts (`cobuy up`); "job": only the release's
+    # migration Job does, and pods check the schema is at or ahead of their code (`cobuy serve`)
+    migrations: str = "start"
+    smtp_user: str | None = field(default=None, repr=False)
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_ca_file: str | None = None
 
     @property
     def embedded_broker(self) -> bool:
@@ -67,12 +105,14 @@ class Config:
             return url
         return f"sqlite:///{self.data_dir / (service + '.db')}"
 
-    def smtp_address(self) -> tuple[str, int]:
+    def smtp(self) -> SmtpSettings:
         # Embedded mode: `cobuy up` runs a local sink right above the services' ports.
         url = self.smtp_url or f"smtp://127.0.0.1:{self.http_port + 5}"
-        hostport = url.split("://", 1)[-1].rstrip("/")
-        host, _, port = hostport.rpartition(":")
-        return host or "127.0.0.1", int(port or 25)
+        return SmtpSettings.parse(url, self.smtp_user, self.smtp_password, self.smtp_ca_file)
+
+    def smtp_address(self) -> tuple[str, int]:
+        settings = self.smtp()
+        return settings.host, settings.port
 
     def service_url(self, service: str) -> str:
         return self.service_urls[service]
@@ -147,6 +187,10 @@ def load() -> Config:
         worker_metrics_port=_optional(int, _env("COBUY_WORKER_METRICS_PORT")),
         mail_template_dir=_optional(Path, _env("COBUY_MAIL_TEMPLATE_DIR")),
         trusted_proxies=trusted_networks(_env("COBUY_TRUSTED_PROXIES")),
+        migrations=_env("COBUY_MIGRATIONS", "start"),
+        smtp_user=_env("COBUY_SMTP_USER"),
+        smtp_password=_env("COBUY_SMTP_PASSWORD"),
+        smtp_ca_file=_env("COBUY_SMTP_CA_FILE"),
     )
 
 

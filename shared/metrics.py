@@ -28,6 +28,8 @@ EVENTS_CONSUMED = Counter("cobuy_events_consumed_total", "Events applied by a co
 EVENTS_DUPLICATE = Counter("cobuy_events_duplicate_total", "Redelivered events skipped by the inbox", ["type"])
 EVENTS_DEAD = Counter("cobuy_events_dead_lettered_total", "Events sent to the dead-letter queue", ["type"])
 OUTBOX_PENDING = Gauge("cobuy_outbox_pending", "Unsent outbox events", multiprocess_mode="livemax")
+BROKER_CONNECTED = Gauge("cobuy_broker_connected", "1 while the relay's last publish or heartbeat reached the broker",
+                         multiprocess_mode="livemin")
 OUTBOX_LAG = Gauge("cobuy_outbox_oldest_unsent_seconds", "Age of the oldest unsent outbox event",
                    multiprocess_mode="livemax")
 

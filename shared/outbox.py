@@ -180,6 +180,7 @@ class Relay:
             return {}
         try:
             self.publisher.publish_many(list(envelopes.values()))
+            metrics.BROKER_CONNECTED.set(1)
             return {}
         except Exception as exc:
             if is_transient(exc):
@@ -221,11 +222,13 @@ class Relay:
                     idle = self.poll_seconds
                 else:
                     self.publisher.heartbeat()  # an idle connection must still answer the broker
+                    metrics.BROKER_CONNECTED.set(1)
                     stop.wait(idle)
                     idle = min(idle * 1.5, self.poll_seconds * 2)
             except Exception as exc:
                 if is_transient(exc):  # the broker or the database: expected, and retried
                     log.warning("outbox relay: %s; retrying in %.1fs", describe(exc), backoff)
+                    metrics.BROKER_CONNECTED.set(0)  # or the database: the outbox lag tells which matters
                 else:
                     log.exception("outbox relay failed; retrying in %.1fs", backoff)
                 self.publisher.reset()

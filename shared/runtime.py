@@ -33,14 +33,21 @@ class Runtime:
     def migrate(self, migrations_dir: Path) -> None:
         migrations.upgrade(self.engine, migrations_dir, self.service)
 
+    def prepare_schema(self, migrations_dir: Path) -> None:
+        """At start: migrate (`cobuy up`), or only check where a Job migrates per release."""
+        if self.config.migrations == "job":
+            migrations.require_current(self.engine, migrations_dir)
+        else:
+            self.migrate(migrations_dir)
+
     def ready_checks(self) -> list[Callable[[], None]]:
+        """The pod's own ability to serve: its database. Not the broker: a broker outage is what the
+        outbox rides out (cobuy_broker_connected and the outbox lag tell it), and a probe that opened an
+        AMQP connection each time would take every pod out of service at once for a blip."""
         def database() -> None:
             db.ping(self.engine)
 
-        def broker() -> None:
-            self.bus.ping()
-
-        return [database, broker]
+        return [database]
 
     def relay(self, outbox: Table, on_sent: Callable[[Session, list[Envelope]], None] | None = None,
               follow_up: Callable[[], None] | None = None) -> Relay:

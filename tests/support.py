@@ -206,7 +206,7 @@ class RunningSystem:
             if self.process.poll() is not None:
                 raise AssertionError(f"cobuy up exited with {self.process.returncode}; see {self.log_path}")
             try:
-                return requests.get(self.base_url + "/readyz", timeout=2).status_code == 200
+                return requests.get(self.base_url + "/readyz?services=all", timeout=2).status_code == 200
             except requests.RequestException:
                 return False
 

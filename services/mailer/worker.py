@@ -19,7 +19,7 @@ from .tables import MIGRATIONS, inbox
 def build_sender(runtime: Runtime) -> Sender:
     config = runtime.config
     renderer = Renderer(config.mail_from, config.public_url, config.mail_template_dir)
-    return Sender(runtime.sessions, renderer, config.smtp_address(),
+    return Sender(runtime.sessions, renderer, config.smtp(),
                   concurrency=config.mail_concurrency, lease_seconds=config.mail_lease_seconds)
 
 
@@ -44,7 +44,7 @@ def main() -> int:
     # Mail can wait a few seconds, a purchaser's click cannot: where the mailer shares CPUs with
     # the web processes, it yields to them under contention and uses whatever they leave.
     lower_priority(runtime.config.mail_nice)
-    runtime.migrate(MIGRATIONS)
+    runtime.prepare_schema(MIGRATIONS)
     domain = parseaddr(runtime.config.mail_from)[1].rpartition("@")[2] or "cobuy.localhost"
     return worker.run(SERVICE, {
         "consumer": runtime.consumer(inbox, Planner(domain).handlers()).run,

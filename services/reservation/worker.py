@@ -15,7 +15,7 @@ from .tables import MIGRATIONS, inbox, outbox
 def main() -> int:
     runtime = Runtime.create(SERVICE)
     logs.configure(SERVICE, runtime.config.log_level)
-    runtime.migrate(MIGRATIONS)
+    runtime.prepare_schema(MIGRATIONS)
     refresh_open_tallies(runtime.sessions)
     return worker.run(SERVICE, {
         "consumer": runtime.consumer(inbox, HANDLERS).run,

@@ -126,6 +126,88 @@ def test_the_production_shape_in_kubernetes(tmp_path):
     assert set(by_kind["Ingress"]) == {"cobuy"}
     backend = by_kind["Ingress"]["cobuy"]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
     assert backend == "gateway"
-    assert "cobuy-migrate" in by_kind["Job"]
+    assert "cobuy-migrate-0.1.0" in by_kind["Job"]
     assert "RabbitmqCluster" in by_kind and "Cluster" in by_kind
     assert deployments["gateway"]["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/cobuy:0.1.0"
+
+
+def _objects(overlay: str) -> list[dict]:
+    import yaml
+
+    return [d for d in yaml.safe_load_all(_render(overlay)) if d]
+
+
+OVERLAYS = ["overlays/dev", "overlays/prod"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_an_overlay_installs_on_an_empty_cluster_in_one_apply(overlay):
+    objects = _objects(overlay)
+    namespaces = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
+    assert len(namespaces) == 1
+    assert {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"} == namespaces
+    # no hand-made copy of a server's credentials: the operators' own Secrets, by name and key
+    refs = {(ref["name"].rsplit("-", 1)[0] if overlay.endswith("dev") else ref["name"], ref["key"])
+            for o in objects if o["kind"] in ("Deployment", "Job")
+            for c in o["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])
+            if (ref := e.get("valueFrom", {}).get("secretKeyRef"))}
+    assert {("cobuy-db-app", "uri"), ("cobuy-mq-default-user", "username"),
+            ("cobuy-mq-default-user", "password")} <= refs
+    assert not any(key in ("database-url", "amqp-url") for _, key in refs)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_autoscaled_deployment_sets_its_replicas(overlay):
+    objects = _objects(overlay)
+    targets = {o["spec"]["scaleTargetRef"]["name"] for o in objects if o["kind"] == "HorizontalPodAutoscaler"}
+    assert targets
+    for o in objects:
+        if o["kind"] == "Deployment" and o["metadata"]["name"] in targets:
+            assert "replicas" not in o["spec"], o["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_deployment_starts_slowly_probes_itself_and_drains_before_it_stops(overlay):
+    for o in _objects(overlay):
+        if o["kind"] != "Deployment" or o["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") != "cobuy":
+            continue
+        pod = o["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert {"startupProbe", "readinessProbe", "livenessProbe"} <= container.keys(), o["metadata"]["name"]
+        if o["spec"]["template"]["metadata"]["labels"]["cobuy/role"] == "web":  # behind a Service
+            assert container["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    mailer = next(o for o in _objects(overlay) if o["kind"] == "Deployment" and o["metadata"]["name"] == "mailer-worker")
+    assert mailer["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 60  # an SMTP send finishes
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_migration_job_is_named_after_the_release_and_pods_do_not_migrate(overlay):
+    objects = _objects(overlay)
+    jobs = [o for o in objects if o["kind"] == "Job"]
+    assert len(jobs) == 1
+    tag = jobs[0]["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[1]
+    assert jobs[0]["metadata"]["name"] == f"cobuy-migrate-{tag}"
+    config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "cobuy-config")
+    assert config["data"]["COBUY_MIGRATIONS"] == "job"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_traffic_is_denied_unless_allowed_and_the_ingress_serves_only_the_gateway_over_tls(overlay):
+    objects = _objects(overlay)
+    policies = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
+    deny = policies["default-deny"]
+    assert set(deny["policyTypes"]) == {"Ingress", "Egress"} and "ingress" not in deny and "egress" not in deny
+    assert policies["prometheus"]["ingress"][0]["from"][0]["namespaceSelector"]
+    for service in ("catalog", "reservation", "auction", "mailer"):
+        sources = policies[service]["ingress"][0]["from"]
+        assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}} in sources
+    egress_ports = {p["port"] for spec in policies.values() for rule in spec.get("egress", [])
+                    for p in rule.get("ports", [])}
+    assert egress_ports == {53, 5432, 5672, 8000, 25, 465, 587, 1025}
+    ingress = next(o for o in objects if o["kind"] == "Ingress")
+    assert ingress["spec"]["ingressClassName"]
+    paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert {p["backend"]["service"]["name"] for p in paths} == {"gateway"}
+    if overlay.endswith("prod"):
+        assert ingress["spec"]["tls"][0]["secretName"]
