@@ -20,7 +20,8 @@ from . import offers as use_cases
 pages_bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                      static_url_path="/static")
 HOME_PAGE_SIZE = 50
-CHART_W, CHART_H = 560, 160
+# Drawn no wider than 360 px (base.html), so its 13-unit labels never show under 12 px, on a phone too.
+CHART_W, CHART_H, CHART_LEFT = 300, 140, 60
 
 
 def _sessions():
@@ -86,7 +87,7 @@ def price_chart(offer: dict) -> dict:
     hi, lo = top + pad, max(bottom - pad, 0)
 
     def x(at):
-        return round(40 + (CHART_W - 50) * min(max((at - start).total_seconds() / span, 0), 1), 1)
+        return round(CHART_LEFT + (CHART_W - CHART_LEFT - 10) * min(max((at - start).total_seconds() / span, 0), 1), 1)
 
     def y(price):
         return round(10 + (CHART_H - 30) * (hi - price) / (hi - lo), 1)
@@ -99,7 +100,7 @@ def price_chart(offer: dict) -> dict:
     now_x = x(min(max(clock.now(), start), end))
     points.append((now_x, y(entries[-1]["unit_price"])))
     return {
-        "width": CHART_W,
+        "width": CHART_W, "left": CHART_LEFT,
         "height": CHART_H,
         "polyline": " ".join(f"{px},{py}" for px, py in points),
         "dots": [{"x": x(e["at"]), "y": y(e["unit_price"]), "e": e} for e in entries],
@@ -114,7 +115,8 @@ MAX_PAGE = 100_000
 @pages_bp.get("/")
 def home():
     """The same for every visitor (no form, no token): the gateway may keep it half a second
-    (gateway/cache.py). The live counter polls the API, so no visitor sees it older than that."""
+    (gateway/cache.py). Its stream (gateway/streams.py) resumes from the instant it was rendered,
+    so the script misses nothing of what changed since."""
     # clamped as the API bounds it (OfferListQuerySchema): an absurd page is an empty page, not an overflow
     page = min(max(request.args.get("page", 1, type=int) or 1, 1), MAX_PAGE)
     return _render_home(page), {"Cache-Control": "public, max-age=0, s-maxage=1"}
@@ -147,7 +149,7 @@ _offer_pages: dict[str, tuple[float, str]] = {}
 @pages_bp.get("/offers/<offer_id>")
 def offer_page(offer_id):
     """Rendered at most twice a second per offer, without its form token; each visitor's own
-    CSRF token goes into the slot (the live counter polls the API, as on the home page)."""
+    CSRF token goes into the slot (the page then follows the offer's stream, as the home page does)."""
     cached = _offer_pages.get(offer_id)
     if cached is None or time.monotonic() - cached[0] >= OFFER_PAGE_SECONDS:
         offer = _load(offer_id)

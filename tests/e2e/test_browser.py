@@ -213,6 +213,10 @@ def test_axe_finds_nothing_serious_on_the_home_offer_reserved_and_cancel_pages(c
         page.goto(cobuy.base_url + f"/offers/{offer['id']}")
         page.wait_for_selector("#chart svg")
         found["offer"] = serious_violations(page)
+        smallest_label = page.evaluate("""Math.min(...[...document.querySelectorAll('#chart text')].map(t =>
+            parseFloat(getComputedStyle(t).fontSize) * t.ownerSVGElement.getBoundingClientRect().width
+            / t.ownerSVGElement.viewBox.baseVal.width))""")
+        assert smallest_label >= 12, f"chart labels drawn at {smallest_label:.1f} px"
         page.screenshot(path=str(output_dir / f"offer-{tag}.png"), full_page=True)
     finally:
         context.close()

@@ -4,7 +4,7 @@
 (function () {
   "use strict";
   var SVG = "http://www.w3.org/2000/svg";
-  var CHART_W = 560, CHART_H = 160;  // as services/catalog/pages.py draws it
+  var CHART_W = 300, CHART_H = 140, LEFT = 60;  // as services/catalog/pages.py draws it
 
   function money(minor, currency) {
     try {
@@ -91,7 +91,7 @@
     var prices = o.history.map(function (e) { return e.unit_price; });
     var top = Math.max.apply(null, prices), bottom = Math.min.apply(null, prices);
     var pad = Math.max((top - bottom) * 0.15, top * 0.05, 1), hi = top + pad, lo = Math.max(bottom - pad, 0);
-    function x(t) { return Math.round(10 * (40 + (CHART_W - 50) * Math.min(Math.max((t - start) / span, 0), 1))) / 10; }
+    function x(t) { return Math.round(10 * (LEFT + (CHART_W - LEFT - 10) * Math.min(Math.max((t - start) / span, 0), 1))) / 10; }
     function y(p) { return Math.round(10 * (10 + (CHART_H - 30) * (hi - p) / (hi - lo))) / 10; }
     function svg(tag, attrs, text) {
       var node = document.createElementNS(SVG, tag);
@@ -109,8 +109,8 @@
     });
     points.push([x(Math.min(Math.max(Date.now(), start), end)), y(prices[prices.length - 1])]);
     var inviteX = x(Date.parse(o.invite_at));
-    [svg("line", {x1: 40, y1: y(hi), x2: 40, y2: y(lo), stroke: "#767f8f"}),
-     svg("line", {x1: 40, y1: y(lo), x2: CHART_W - 10, y2: y(lo), stroke: "#767f8f"}),
+    [svg("line", {x1: LEFT, y1: y(hi), x2: LEFT, y2: y(lo), stroke: "#767f8f"}),
+     svg("line", {x1: LEFT, y1: y(lo), x2: CHART_W - 10, y2: y(lo), stroke: "#767f8f"}),
      svg("line", {x1: inviteX, y1: y(hi), x2: inviteX, y2: y(lo), stroke: "#a35a14", "stroke-dasharray": "4 3"}),
      svg("text", {x: inviteX + 3, y: y(hi) + 12}, "invitation"),
      svg("polyline", {fill: "none", stroke: "#0b6e4f", "stroke-width": 2.5,
