@@ -52,10 +52,10 @@ def when_filter(value: datetime) -> Markup:
 def time_left_filter(value: datetime) -> Markup:
     """Ticks each second in the browser (live.js counts down to `data-closes`)."""
     return Markup('<span class="left" data-closes="{}">{}</span>').format(
-        clock.to_utc(value).isoformat(), _time_left(value))
+        clock.to_utc(value).isoformat(), time_left_words(value))
 
 
-def _time_left(value: datetime) -> str:
+def time_left_words(value: datetime) -> str:
     seconds = int((value - clock.now()).total_seconds())
     if seconds <= 0:
         return "closing now"

@@ -112,7 +112,8 @@
     [svg("line", {x1: LEFT, y1: y(hi), x2: LEFT, y2: y(lo), stroke: "#767f8f"}),
      svg("line", {x1: LEFT, y1: y(lo), x2: CHART_W - 10, y2: y(lo), stroke: "#767f8f"}),
      svg("line", {x1: inviteX, y1: y(hi), x2: inviteX, y2: y(lo), stroke: "#a35a14", "stroke-dasharray": "4 3"}),
-     svg("text", {x: inviteX + 3, y: y(hi) + 12}, "invitation"),
+     svg("text", inviteX > CHART_W - 70 ? {x: inviteX - 3, y: y(hi) + 12, "text-anchor": "end"}
+                                        : {x: inviteX + 3, y: y(hi) + 12}, "invitation"),
      svg("polyline", {fill: "none", stroke: "#0b6e4f", "stroke-width": 2.5,
                       points: points.map(function (p) { return p.join(","); }).join(" ")}),
      svg("text", {x: 2, y: y(hi) + 4}, money(Math.round(hi), o.currency)),
