@@ -16,9 +16,15 @@ $(BIN)/.installed-dev: $(BIN)/.installed-run
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# axe-core, which the browser tests inject into the pages (never fetched at test time)
+AXE := tests/e2e/axe/node_modules/axe-core/axe.min.js
+$(AXE): tests/e2e/axe/package.json
+	cd tests/e2e/axe && npm ci --no-audit --no-fund --silent
+	touch $@
+
 install: $(BIN)/.installed-run
 
-install-dev: $(BIN)/.installed-dev
+install-dev: $(BIN)/.installed-dev $(AXE)
 
 run: install
 	$(BIN)/cobuy up

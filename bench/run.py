@@ -40,6 +40,7 @@ TARGETS = {
     "B5": "≤ 30 s",
     "B6": "p99 ≤ 1 s",
     "B7": "no worse than linear",
+    "B8": "p99 ≤ 1 s to every client, B1 ≥ 80 % of alone",
 }
 
 
@@ -386,6 +387,51 @@ class Bench:
                               "max_s": round(late[-1], 3), "ok": p99 <= 1 and len(late) == 2 * len(offers)}
 
 
+def b8(bench: "Bench") -> None:
+    """5,000 clients follow one hot offer's stream while B1's load reserves on it: how long each
+    count change takes to reach them (from the reservation's commit), what the gateway spends, and
+    what the streams cost B1."""
+    args = bench.args
+    offer = bench.offer(bench.seller(), minimum_reservations=100000)
+    warmup = max(5.0, args.sse_clients / 800)
+    crowd = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "sse_clients.py"), "--port", str(bench.port), "--clients",
+         str(args.sse_clients), "--path", f"/api/v1/offers/{offer['id']}/stream",
+         "--seconds", str(warmup + args.b1_seconds + 5)], stdout=subprocess.PIPE, text=True)
+    time.sleep(warmup)
+    rss: dict = {}
+    sampler = threading.Timer(args.b1_seconds / 2, lambda: rss.update(bench.rss_by_component()))
+    sampler.start()
+    cpu_before = bench.cpu_by_component()
+    load = wrk(bench.base, 64, args.b1_seconds, "reserve.lua", f"/api/v1/offers/{offer['id']}/reservations",
+               f"b8{bench.tag}")
+    cpu = bench.cpu_used(cpu_before, bench.cpu_by_component())
+    sampler.join()
+    seen = json.loads(crowd.communicate(timeout=120)[0])
+    engine = bench.db()
+    with engine.connect() as c:
+        committed = [r[0].timestamp() for r in c.execute(text(
+            "SELECT created_at FROM reservation.reservations WHERE offer_id=:o ORDER BY created_at"),
+            {"o": offer["id"]})]
+    engine.dispose()
+    delays = sorted(t - committed[count - 1] for events in seen["seen"] for count, t in events
+                    if 0 < count <= len(committed))
+    final = len(committed)
+    p99 = delays[int(0.99 * (len(delays) - 1))] if delays else None
+    alone = bench.results.get("B1", {}).get("value")
+    ratio = load["rps"] / alone if alone else None
+    bench.results["B8"] = {
+        "value": f"p99 {round(p99, 3) if p99 is not None else None} s, B1 x{round(ratio, 2) if ratio else '?'}",
+        "p99_s": p99 and round(p99, 3), "p50_s": delays and round(statistics.median(delays), 3),
+        "clients": args.sse_clients, "clients_connected": seen["clients_connected"], "events": seen["events"],
+        "clients_with_final_count": sum(1 for ev in seen["seen"] if ev and ev[-1][0] == final),
+        "b1_rps_with_streams": round(load["rps"]), "b1_rps_alone": alone, "b1_p99_ms_with_streams": round(load["p99_ms"], 1),
+        "b1_errors": load["errors"], "gateway_cpu_s": cpu.get("gateway"), "gateway_rss_mb": rss.get("gateway"),
+        "cpu_s": cpu, "ok": p99 is not None and p99 <= 1 and seen["clients_connected"] == args.sse_clients
+        and (ratio is None or ratio >= 0.8),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
@@ -395,6 +441,7 @@ def main() -> int:
     parser.add_argument("--mail-concurrency", type=int, default=16)
     parser.add_argument("--scale", default="auction=3,mailer=2",
                         help="replicas per service for `cobuy up --scale` (the production shape)")
+    parser.add_argument("--sse-clients", type=int, default=5000, help="B8's crowd on one offer's stream")
     parser.add_argument("--only", help="comma-separated scenario ids to run, e.g. B1,B3 (B1 brings B1r and B2)")
     args = parser.parse_args()
     args.b1_seconds = 10 if args.quick else 30
@@ -410,6 +457,8 @@ def main() -> int:
         if only & {"B1", "B1R", "B2"}:
             bench.b1_b2()
             bench.b1r()
+        if "B8" in only:
+            b8(bench)
         if only & {"B3", "B7"}:
             bench.b3_b7_pages()
         # B4 seeds 10,000 registered sellers, and every later offer would invite them all: so the
@@ -443,6 +492,8 @@ def main() -> int:
         print(f"B1 p99 {b1['p99_ms']} ms, errors {b1['errors']}, count exact: {b1['count_exact']}")
         print(f"B1 RSS MB: {b1['rss_mb']}")
         print(f"B1 CPU s over {args.b1_seconds} s: {b1['cpu_s']}")
+    if "B8" in bench.results:
+        print("B8:", {k: v for k, v in bench.results["B8"].items() if k not in ("value", "ok")})
     print(f"elapsed {bench.results['elapsed_s']} s; details in bench/results.json")
     missed = [k for k in ran if not bench.results[k]["ok"]]
     return 1 if args.check and (missed or len(ran) < len(TARGETS) and not args.only) else 0

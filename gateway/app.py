@@ -17,7 +17,7 @@ from shared import config as config_module, identity, logs, metrics
 from shared.problems import PROBLEM_JSON, Problem
 from shared.http import CORRELATION_HEADER, MAX_BODY, accepted_correlation_id
 
-from . import cache, edge, openapi, routing
+from . import cache, edge, openapi, routing, streams
 from .auth import KeyCache
 
 log = logging.getLogger("gateway")
@@ -40,6 +40,7 @@ class Gateway:
         self.keys = KeyCache(ttl_seconds=10.0)
         self.pages = cache.MicroCache()
         self._openapi: tuple[float, dict] | None = None
+        self.feed = streams.OfferFeed(self.offer_changes)
 
     async def start(self, _app) -> None:
         self.session = aiohttp.ClientSession(
@@ -47,6 +48,9 @@ class Gateway:
             timeout=aiohttp.ClientTimeout(total=30, connect=5),
             auto_decompress=False,
         )
+
+    async def end_streams(self, _app) -> None:
+        await self.feed.close()
 
     async def stop(self, _app) -> None:
         if self.session:
@@ -71,6 +75,13 @@ class Gateway:
         seller = {k: seller[k] for k in ("id", "name", "email")}
         self.keys.put(key, seller)
         return seller
+
+    async def offer_changes(self, params: dict) -> dict:
+        """catalog's answer to the live streams' question (gateway/streams.py); never cached."""
+        url = f"{self.config.service_url('catalog')}/internal/offer-changes"
+        async with self.session.get(url, params=params, timeout=aiohttp.ClientTimeout(total=5)) as reply:
+            reply.raise_for_status()
+            return await reply.json()
 
     # -- proxying --------------------------------------------------------------------------------
 
@@ -225,7 +236,11 @@ async def create_app(config=None) -> web.Application:
     gateway = Gateway(config)
     app = web.Application(client_max_size=MAX_BODY, middlewares=[observe])
     app.on_startup.append(gateway.start)
+    app.on_shutdown.append(gateway.end_streams)
     app.on_cleanup.append(gateway.stop)
+    live = streams.Streams(gateway.feed, CORRELATION_HEADER)
+    app.router.add_get("/api/v1/offers/stream", live.all_offers, allow_head=False)
+    app.router.add_get("/api/v1/offers/{offer_id}/stream", live.one_offer, allow_head=False)
     app.router.add_get("/healthz", gateway.healthz)
     app.router.add_get("/readyz", gateway.readyz)
     app.router.add_get("/metrics", gateway.metrics)

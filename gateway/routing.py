@@ -12,6 +12,7 @@ _API = [
 ]
 PAGES_SERVICE = "catalog"
 OWN_PATHS = {"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"}
+STREAMS = re.compile(r"^/api/v1/offers(/[A-Za-z0-9-]{1,36})?/stream$")  # the gateway's own (gateway/streams.py)
 
 
 def service_for(path: str) -> str | None:
@@ -32,6 +33,8 @@ def route_label(path: str | None) -> str:
     the gateway's own path."""
     if path in OWN_PATHS:
         return path
+    if path and STREAMS.match(path):
+        return "gateway:stream"
     service = service_for(path) if path else None
     if service is None:
         return "unrouted"

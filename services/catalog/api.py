@@ -1,10 +1,13 @@
 """catalog's HTTP API: /api/v1/sellers, /api/v1/offers; /internal/* for the gateway and services."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from shared import clock
 from shared.problems import Problem
 from shared.web import client_address, require_seller
 
@@ -106,3 +109,35 @@ def published_offer(offer_id):
     if data is None:
         raise Problem(404, "offer_not_found")
     return data
+
+
+# A change is stamped before its transaction commits: one that commits late must still be found by
+# the poll that follows its commit, so each poll looks this far behind the previous answer's `now`.
+LATE_COMMIT_SLACK = timedelta(seconds=2)
+MAX_IDS = 200
+CHANGES_LIMIT = 500
+
+
+@internal_bp.route("/offer-changes")
+def offer_changes():
+    """For the gateway's live streams (docs/adr/0009-live-streams-poll-the-read-model.md).
+    `since` (µs, the `now` of the previous answer): offers changed since then, of `ids` if given;
+    no `since`: the current state of `ids`. Each as {version, offer (the API's JSON)}."""
+    ids = [i for i in request.args.get("ids", "").split(",") if i] or None
+    if ids is not None and (len(ids) > MAX_IDS or any(len(i) > 36 for i in ids)):
+        raise Problem(400, "bad_request", f"At most {MAX_IDS} offer ids.")
+    since = request.args.get("since", type=int)
+    now = clock.now()
+    with sessions()() as session:
+        if since is not None:
+            start = datetime.fromtimestamp(since / 1e6, timezone.utc) - LATE_COMMIT_SLACK
+            found = use_cases.changed_offers(session, start, ids, CHANGES_LIMIT)
+            if len(found) == CHANGES_LIMIT:  # more to come: the next poll goes on from the last one
+                now = found[-1]["changed_at"] + LATE_COMMIT_SLACK
+        elif ids is not None:
+            found = use_cases.offers_by_id(session, ids)
+        else:
+            raise Problem(400, "bad_request", "Give since or ids.")
+    schema = OfferSchema()
+    return {"now": int(now.timestamp() * 1e6),
+            "offers": [{"version": f["version"], "offer": schema.dump(f["offer"])} for f in found]}

@@ -65,6 +65,8 @@ def publish_offer(session: Session, seller: dict, data: dict) -> dict:
         "invited": False,
         "status": "open",
         "outcome": None,
+        "version": 1,
+        "changed_at": now,
     }
     session.execute(offers.insert().values(**row))
     session.execute(history.insert().values(
@@ -159,13 +161,35 @@ def list_offers(session: Session, status: str | None, page: int, per_page: int, 
         query.order_by(order, offers.c.id).limit(per_page).offset((page - 1) * per_page)
     ).all()
     total = session.execute(count_query).scalar_one()
-    entries_by_offer: dict[str, list] = {r.id: [] for r in rows}
-    if with_history and rows:
+    if with_history:
+        return [found["offer"] for found in _with_versions(session, rows)], total
+    return [_offer_dict(r, []) for r in rows], total
+
+
+def changed_offers(session: Session, since: datetime, ids: list[str] | None, limit: int) -> list[dict]:
+    """Offers changed at or after `since` (only those of `ids` when given), oldest change first,
+    each as {version, changed_at, offer}: what the gateway's live streams poll for."""
+    query = select(offers).where(offers.c.changed_at >= since)
+    if ids is not None:
+        query = query.where(offers.c.id.in_(ids))
+    rows = session.execute(query.order_by(offers.c.changed_at, offers.c.id).limit(limit)).all()
+    return _with_versions(session, rows)
+
+
+def offers_by_id(session: Session, ids: list[str]) -> list[dict]:
+    """The current state of these offers, each as {version, offer} (a stream's first event)."""
+    return _with_versions(session, session.execute(select(offers).where(offers.c.id.in_(ids))).all())
+
+
+def _with_versions(session: Session, rows) -> list[dict]:
+    entries: dict[str, list] = {r.id: [] for r in rows}
+    if rows:
         for e in session.execute(
-            select(history).where(history.c.offer_id.in_(list(entries_by_offer))).order_by(history.c.seq)
+            select(history).where(history.c.offer_id.in_(list(entries))).order_by(history.c.seq)
         ).all():
-            entries_by_offer[e.offer_id].append(e)
-    return [_offer_dict(r, entries_by_offer[r.id]) for r in rows], total
+            entries[e.offer_id].append(e)
+    return [{"version": r.version, "changed_at": r.changed_at, "offer": _offer_dict(r, entries[r.id])}
+            for r in rows]
 
 
 # ---- the read model, from other services' events ------------------------------------------------
@@ -203,6 +227,11 @@ class HeardClose:
     closed_at: datetime
 
 
+def _changed() -> dict:
+    """What every change of the read model also sets: the live streams follow `version`."""
+    return {"version": offers.c.version + 1, "changed_at": clock.now()}
+
+
 def on_offer_intercepted(session: Session, event: Envelope) -> None:
     heard = read(HeardInterception, event.data)
     condition = heard.condition
@@ -218,13 +247,14 @@ def on_offer_intercepted(session: Session, event: Envelope) -> None:
         .values(
             holder_id=condition.seller_id, holder_name=condition.seller_name,
             unit_price=condition.unit_price, minimum_reservations=condition.minimum_reservations,
-            condition_since=condition.since, condition_version=heard.version,
+            condition_since=condition.since, condition_version=heard.version, **_changed(),
         )
     )
 
 
 def on_offer_invited(session: Session, event: Envelope) -> None:
-    session.execute(update(offers).where(offers.c.id == event.data["offer_id"]).values(invited=True))
+    session.execute(update(offers).where(offers.c.id == event.data["offer_id"], offers.c.invited.is_(False))
+                    .values(invited=True, **_changed()))
 
 
 def on_count_changed(session: Session, event: Envelope) -> None:
@@ -232,7 +262,7 @@ def on_count_changed(session: Session, event: Envelope) -> None:
     session.execute(
         update(offers)
         .where(offers.c.id == heard.offer_id, offers.c.count_version < heard.version, offers.c.status == "open")
-        .values(reservation_count=heard.count, count_version=heard.version)
+        .values(reservation_count=heard.count, count_version=heard.version, **_changed())
     )
 
 
@@ -240,9 +270,9 @@ def on_offer_closed(session: Session, event: Envelope) -> None:
     heard = read(HeardClose, event.data)
     session.execute(
         update(offers)
-        .where(offers.c.id == heard.offer_id)
+        .where(offers.c.id == heard.offer_id, offers.c.status != "closed")
         .values(status="closed", outcome=heard.outcome, reservation_count=heard.final_count,
-                closed_at=heard.closed_at)
+                closed_at=heard.closed_at, **_changed())
     )
 
 

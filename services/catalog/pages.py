@@ -9,6 +9,7 @@ from urllib.parse import quote
 import requests
 from flask import Blueprint, abort, current_app, render_template, request
 from flask_wtf.csrf import CSRFError, generate_csrf
+from markupsafe import Markup
 
 from shared import clock, logs
 from shared.money import format_money
@@ -19,7 +20,8 @@ from . import offers as use_cases
 pages_bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                      static_url_path="/static")
 HOME_PAGE_SIZE = 50
-CHART_W, CHART_H = 560, 160
+# Drawn no wider than 360 px (base.html), so its 13-unit labels never show under 12 px, on a phone too.
+CHART_W, CHART_H, CHART_LEFT = 300, 140, 60
 
 
 def _sessions():
@@ -40,12 +42,20 @@ def money_filter(minor_units: int, currency: str) -> str:
 
 
 @pages_bp.app_template_filter("when")
-def when_filter(value: datetime) -> str:
-    return clock.to_utc(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+def when_filter(value: datetime) -> Markup:
+    """In UTC, named; the script shows it in the viewer's own zone, named too (live.js)."""
+    utc = clock.to_utc(value)
+    return Markup('<time datetime="{}">{}</time>').format(utc.isoformat(), utc.strftime("%Y-%m-%d %H:%M:%S UTC"))
 
 
 @pages_bp.app_template_filter("time_left")
-def time_left_filter(value: datetime) -> str:
+def time_left_filter(value: datetime) -> Markup:
+    """Ticks each second in the browser (live.js counts down to `data-closes`)."""
+    return Markup('<span class="left" data-closes="{}">{}</span>').format(
+        clock.to_utc(value).isoformat(), time_left_words(value))
+
+
+def time_left_words(value: datetime) -> str:
     seconds = int((value - clock.now()).total_seconds())
     if seconds <= 0:
         return "closing now"
@@ -77,7 +87,7 @@ def price_chart(offer: dict) -> dict:
     hi, lo = top + pad, max(bottom - pad, 0)
 
     def x(at):
-        return round(40 + (CHART_W - 50) * min(max((at - start).total_seconds() / span, 0), 1), 1)
+        return round(CHART_LEFT + (CHART_W - CHART_LEFT - 10) * min(max((at - start).total_seconds() / span, 0), 1), 1)
 
     def y(price):
         return round(10 + (CHART_H - 30) * (hi - price) / (hi - lo), 1)
@@ -90,7 +100,7 @@ def price_chart(offer: dict) -> dict:
     now_x = x(min(max(clock.now(), start), end))
     points.append((now_x, y(entries[-1]["unit_price"])))
     return {
-        "width": CHART_W,
+        "width": CHART_W, "left": CHART_LEFT,
         "height": CHART_H,
         "polyline": " ".join(f"{px},{py}" for px, py in points),
         "dots": [{"x": x(e["at"]), "y": y(e["unit_price"]), "e": e} for e in entries],
@@ -105,19 +115,21 @@ MAX_PAGE = 100_000
 @pages_bp.get("/")
 def home():
     """The same for every visitor (no form, no token): the gateway may keep it half a second
-    (gateway/cache.py). The live counter polls the API, so no visitor sees it older than that."""
+    (gateway/cache.py). Its stream (gateway/streams.py) resumes from the instant it was rendered,
+    so the script misses nothing of what changed since."""
     # clamped as the API bounds it (OfferListQuerySchema): an absurd page is an empty page, not an overflow
     page = min(max(request.args.get("page", 1, type=int) or 1, 1), MAX_PAGE)
     return _render_home(page), {"Cache-Control": "public, max-age=0, s-maxage=1"}
 
 
 def _render_home(page: int) -> str:
+    since = int(clock.now().timestamp() * 1e6)  # the live stream resumes from this render (gateway/streams.py)
     with _sessions()() as session:
         open_offers, total_open = use_cases.list_offers(session, "open", page, HOME_PAGE_SIZE, with_history=False)
         closed, _ = use_cases.list_offers(session, "closed", 1, 10, with_history=False)
     return render_template(
         "home.html", open_offers=open_offers, closed=closed, page=page,
-        pages=max(1, -(-total_open // HOME_PAGE_SIZE)), total_open=total_open, progress=progress,
+        pages=max(1, -(-total_open // HOME_PAGE_SIZE)), total_open=total_open, progress=progress, since=since,
     )
 
 
@@ -137,7 +149,7 @@ _offer_pages: dict[str, tuple[float, str]] = {}
 @pages_bp.get("/offers/<offer_id>")
 def offer_page(offer_id):
     """Rendered at most twice a second per offer, without its form token; each visitor's own
-    CSRF token goes into the slot (the live counter polls the API, as on the home page)."""
+    CSRF token goes into the slot (the page then follows the offer's stream, as the home page does)."""
     cached = _offer_pages.get(offer_id)
     if cached is None or time.monotonic() - cached[0] >= OFFER_PAGE_SECONDS:
         offer = _load(offer_id)
@@ -166,8 +178,25 @@ def reserve(offer_id):
     if reply.status_code in (200, 201):
         return render_template("reserved.html", offer=offer, reservation=body, repeat=reply.status_code == 200,
                                cancel_url=f"/reservations/{body['id']}/cancel?token={body['cancel_token']}")
-    errors = body.get("errors") or {"form": [body.get("detail") or "The reservation was refused."]}
-    return _offer_with_errors(offer, form, errors, reply.status_code)
+    return _offer_with_errors(offer, form, refusal_in_words(reply.status_code, body, offer), reply.status_code)
+
+
+FIELD_WORDS = {
+    "name": "Please give your name: 1 to 100 characters, on one line.",
+    "email": "Please give a valid e-mail address, such as name@example.com.",
+}
+
+
+def refusal_in_words(status: int, body: dict, offer: dict) -> dict[str, list]:
+    """Why the reservation service refused the form, in words for a purchaser, by field
+    (`form` for the form as a whole): never a validator's own phrasing."""
+    if body.get("code") == "offer_closed":
+        return {"form": [Markup("This offer closed on {}: it takes no more reservations.").format(
+            when_filter(offer["closes_at"]))]}
+    if status == 429:
+        return {"form": ["Too many reservations from your address just now. Please wait a minute and try again."]}
+    fields = {name: [words] for name, words in FIELD_WORDS.items() if name in (body.get("errors") or {})}
+    return fields or {"form": ["Your reservation could not be taken. Please check the form and try again."]}
 
 
 def _offer_with_errors(offer, form, errors, status):
@@ -175,29 +204,66 @@ def _offer_with_errors(offer, form, errors, status):
                            form=form, errors=errors), status
 
 
+BAD_LINK = "This cancel link is not valid: use the link from your confirmation e-mail."
+TRY_AGAIN = "We could not reach your reservation just now. Please try again."
+
+
+def _purchasers_reservation(reservation_id: str, token: str) -> tuple[dict | None, str | None, int]:
+    """(reservation state, words for why not, status): asked of reservation with the cancel token."""
+    if not _TOKEN.fullmatch(token):  # a cancel token is hex; anything else cannot travel as a header
+        return None, BAD_LINK, 403
+    try:
+        reply = _http.get(f"{_reservation_api()}/api/v1/reservations/{quote(reservation_id, safe='')}",
+                          headers={"X-Cancel-Token": token}, timeout=10)
+    except requests.RequestException:
+        return None, TRY_AGAIN, 503
+    if reply.status_code in (403, 404):
+        return None, BAD_LINK, reply.status_code
+    if reply.status_code != 200:
+        return None, TRY_AGAIN, 503
+    return reply.json(), None, 200
+
+
+def _cancel_page(reservation_id: str, token: str, state: dict | None, error: str | None, done: bool = False,
+                 status: int = 200):
+    offer = None
+    if state is not None:
+        with _sessions()() as session:
+            offer = use_cases.get_offer(session, state["offer_id"])
+    if error is None and not done and state is not None:
+        if state["status"] == "cancelled":
+            error = "This reservation is already cancelled: there is nothing more to do."
+        elif offer is not None and offer["status"] == "closed":
+            error = "This offer has closed: the reservation can no longer be cancelled."
+    return render_template("cancel.html", reservation_id=reservation_id, token=token, done=done, error=error,
+                           offer=offer), status
+
+
 @pages_bp.get("/reservations/<reservation_id>/cancel")
 def cancel_form(reservation_id):
-    return render_template("cancel.html", reservation_id=reservation_id, token=request.args.get("token", ""),
-                           done=False, error=None)
+    token = request.args.get("token", "")
+    state, error, status = _purchasers_reservation(reservation_id, token)
+    return _cancel_page(reservation_id, token, state, error, status=status)
 
 
 @pages_bp.post("/reservations/<reservation_id>/cancel")
 def cancel(reservation_id):
     token = request.form.get("token", "")
-    if not _TOKEN.fullmatch(token):  # a cancel token is hex; anything else cannot travel as a header
-        return render_template("cancel.html", reservation_id=reservation_id, token="", done=False,
-                               error="This cancel link is not valid: use the link from your confirmation mail."), 403
+    state, error, status = _purchasers_reservation(reservation_id, token)
+    if state is None:
+        return _cancel_page(reservation_id, token, None, error, status=status)
     try:
         reply = _http.delete(f"{_reservation_api()}/api/v1/reservations/{quote(reservation_id, safe='')}",
                              headers={"X-Cancel-Token": token}, timeout=10)
     except requests.RequestException:
-        return render_template("cancel.html", reservation_id=reservation_id, token=token, done=False,
-                               error="We could not cancel just now. Please try again."), 503
+        return _cancel_page(reservation_id, token, state, TRY_AGAIN, status=503)
     if reply.status_code == 204:
-        return render_template("cancel.html", reservation_id=reservation_id, token=token, done=True, error=None)
-    detail = reply.json().get("detail", "The cancellation was refused.") if reply.content else "Refused."
-    return render_template("cancel.html", reservation_id=reservation_id, token=token, done=False,
-                           error=detail), reply.status_code
+        return _cancel_page(reservation_id, token, state, None, done=True)
+    if reply.status_code == 409:
+        return _cancel_page(reservation_id, token, state, "This offer has closed: the reservation can no longer "
+                            "be cancelled.", status=409)
+    return _cancel_page(reservation_id, token, state, BAD_LINK if reply.status_code in (403, 404) else TRY_AGAIN,
+                        status=reply.status_code)
 
 
 @pages_bp.app_errorhandler(CSRFError)

@@ -47,7 +47,12 @@ offers = Table(
     Column("status", String(8), nullable=False),
     Column("outcome", String(10), nullable=True),
     Column("closed_at", UTCDateTime, nullable=True),
+    # Every change of the read model raises `version` and stamps `changed_at`: the live streams
+    # ask for what changed since an instant (docs/adr/0009-live-streams-poll-the-read-model.md).
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("changed_at", UTCDateTime, nullable=True),
     Index("ix_offers_status_created", "status", "created_at"),
+    Index("ix_offers_changed_at", "changed_at"),
 )
 
 history = Table(

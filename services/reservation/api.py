@@ -19,6 +19,7 @@ from .schemas import (
     IdempotencyHeaderSchema,
     ReservationCreateSchema,
     ReservationSchema,
+    ReservationStateSchema,
 )
 
 T = TypeVar("T")
@@ -85,6 +86,15 @@ class OfferReservations(MethodView):
 
 @bp.route("/reservations/<reservation_id>")
 class Reservation(MethodView):
+    @bp.arguments(CancelHeaderSchema, location="headers", as_kwargs=True)
+    @bp.response(200, ReservationStateSchema)
+    def get(self, reservation_id, cancel_token=None):
+        """The reservation's state, for the purchaser who shows its cancel token (the cancel page asks)."""
+        runtime = _runtime()
+        with runtime.sessions() as session:
+            row = use_cases.purchasers_reservation(session, reservation_id, cancel_token, runtime.config.internal_secret)
+        return {"id": row.id, "offer_id": row.offer_id, "status": row.status}
+
     @bp.arguments(CancelHeaderSchema, location="headers", as_kwargs=True)
     @bp.response(204)
     def delete(self, reservation_id, cancel_token=None):

@@ -246,9 +246,8 @@ def _claim(session: Session, offer, name: str, email: str) -> tuple:
     return session.execute(select(reservations).where(*this_one)).one(), "active"
 
 
-def cancel(session: Session, reservation_id: str, token: str | None, secret: str) -> None:
-    """Cancel once: of many cancels at once, the one whose UPDATE changed the status records the
-    event (and so the one mail); the others find it cancelled and answer the same 204."""
+def purchasers_reservation(session: Session, reservation_id: str, token: str | None, secret: str):
+    """The reservation, for the purchaser who shows its cancel token; else 404 / 403."""
     row = session.execute(select(reservations).where(reservations.c.id == reservation_id)).first()
     if row is None:
         raise Problem(404, "reservation_not_found", "No such reservation.")
@@ -258,6 +257,13 @@ def cancel(session: Session, reservation_id: str, token: str | None, secret: str
     # bytes: compare_digest refuses a str with non-ASCII characters (a TypeError, so a 500)
     if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), cancel_token(secret, reservation_id).encode()):
         raise Problem(403, "wrong_cancel_token", "The cancel token does not match this reservation.")
+    return row
+
+
+def cancel(session: Session, reservation_id: str, token: str | None, secret: str) -> None:
+    """Cancel once: of many cancels at once, the one whose UPDATE changed the status records the
+    event (and so the one mail); the others find it cancelled and answer the same 204."""
+    row = purchasers_reservation(session, reservation_id, token, secret)
     advisory_lock(session, lock_key("offer", row.offer_id), shared=True)
     offer = find_offer(session, row.offer_id)
     if _is_closed(offer):

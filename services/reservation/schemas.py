@@ -22,6 +22,12 @@ class ReservationSchema(Schema):
     cancel_token = fields.String(metadata={"description": "Keep it: it cancels this reservation."})
 
 
+class ReservationStateSchema(Schema):
+    id = fields.String()
+    offer_id = fields.String()
+    status = fields.String(validate=validate.OneOf(["active", "cancelled"]))
+
+
 class HolderReservationSchema(Schema):
     id = fields.String()
     name = fields.String()

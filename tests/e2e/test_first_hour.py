@@ -193,3 +193,17 @@ def test_a_seller_who_just_won_an_offer_lists_its_reservations_at_once(cobuy):
         assert [i["name"] for i in listed.json()["items"]] == ["Early Bird"]
         assert cobuy.get(f"/api/v1/offers/{offer['id']}/reservations",
                          headers=cobuy.auth(first)).status_code == 403
+
+
+def test_a_used_or_wrong_cancel_link_says_so_and_the_page_names_the_offer(cobuy):
+    offer = cobuy.create_offer(cobuy.register_seller(), title="Link Lamp")
+    r = cobuy.reserve(offer["id"]).json()
+    link = f"/reservations/{r['id']}/cancel"
+    asked = cobuy.get(link, params={"token": r["cancel_token"]})
+    assert asked.status_code == 200 and "Do you want to cancel" in asked.text and "Link Lamp" in asked.text
+    wrong = cobuy.get(link, params={"token": "ab" * 20})
+    assert wrong.status_code == 403 and "not valid" in wrong.text and "Do you want to cancel" not in wrong.text
+    assert cobuy.delete(f"/api/v1/reservations/{r['id']}", headers={"X-Cancel-Token": r["cancel_token"]}).status_code == 204
+    used = cobuy.get(link, params={"token": r["cancel_token"]})
+    assert "already cancelled" in used.text and "Do you want to cancel" not in used.text
+    assert f'href="/offers/{offer["id"]}"' in used.text

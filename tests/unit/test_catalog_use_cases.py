@@ -141,3 +141,22 @@ def test_the_list_shows_open_offers_newest_first_and_closed_ones_apart(sessions,
         closed, closed_total = use_cases.list_offers(session, "closed", 1, 10, with_history=False)
     assert ([o["id"] for o in everything], total) == ([newer["id"], offer["id"]], 2)
     assert ([o["id"] for o in closed], closed_total, closed[0]["history"]) == ([offer["id"]], 1, [])
+
+
+def test_every_change_of_the_read_model_raises_the_version_the_live_streams_follow(sessions, offer, at):
+    def changed_since(instant):
+        with sessions() as session:
+            return {f["offer"]["id"]: f["version"] for f in use_cases.changed_offers(session, instant, None, 10)}
+
+    assert changed_since(T0) == {offer["id"]: 1}
+    at(T0 + timedelta(minutes=1))
+    apply(sessions, use_cases.on_count_changed, "ReservationCountChanged",
+          {"offer_id": offer["id"], "count": 1, "version": 1})
+    apply(sessions, use_cases.on_count_changed, "ReservationCountChanged",
+          {"offer_id": offer["id"], "count": 1, "version": 1})  # redelivered: no change, no new version
+    apply(sessions, use_cases.on_offer_intercepted, "OfferIntercepted", intercepted(offer["id"], 1, 4900))
+    apply(sessions, use_cases.on_offer_invited, "OfferInvited", {"offer_id": offer["id"]})
+    apply(sessions, use_cases.on_offer_closed, "OfferClosed", {
+        "offer_id": offer["id"], "outcome": "failed", "final_count": 1, "closed_at": clock.iso(T0)})
+    assert changed_since(T0 + timedelta(minutes=1)) == {offer["id"]: 5}
+    assert changed_since(T0 + timedelta(minutes=2)) == {}

@@ -63,6 +63,10 @@ def test_the_metrics_label_of_a_path_that_did_not_normalise_is_unrouted():
     assert route_label("/api/v1/offers") == "catalog:api"
 
 
+def test_the_live_streams_have_their_own_metrics_label():
+    assert route_label("/api/v1/offers/stream") == route_label("/api/v1/offers/ab-12/stream") == "gateway:stream"
+
+
 # -- redirects -----------------------------------------------------------------------------------------
 
 SERVICES = ["http://127.0.0.1:8081", "http://catalog:80", "https://reservation.internal:8443"]

@@ -73,14 +73,14 @@ def test_invitation_defaults_to_the_last_fifth_of_the_term():
 
 def test_the_injected_clock_moves_time_for_the_pages():
     from shared import clock
-    from services.catalog.pages import time_left_filter
+    from services.catalog.pages import time_left_words
 
     closes = datetime(2030, 1, 1, 12, tzinfo=timezone.utc)
     try:
         clock.set_clock(lambda: closes - timedelta(hours=2, minutes=5))
-        assert time_left_filter(closes) == "2 h 5 min left"
+        assert time_left_words(closes) == "2 h 5 min left"
         clock.set_clock(lambda: closes + timedelta(seconds=1))
-        assert time_left_filter(closes) == "closing now"
+        assert time_left_words(closes) == "closing now"
     finally:
         clock.set_clock(None)
 
