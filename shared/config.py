@@ -78,6 +78,9 @@ class Config:
     log_level: str = "INFO"
     bind_host: str = "127.0.0.1"  # the gateway's listening address under `cobuy up`
     worker_metrics_port: int | None = None  # a worker in its own container serves /metrics here
+    # when set, the gateway answers /metrics, /readyz and /healthz on this port only (one the Ingress
+    # does not route) and 404s them on its public one; unset, both on the public port (`cobuy up`)
+    operator_port: int | None = None
     mail_template_dir: Path | None = None  # an operator's templates, before the shipped ones
     # proxies in front of the gateway whose X-Forwarded-For is believed (gateway/edge.client_address)
     trusted_proxies: tuple[IPNetwork, ...] = ()
@@ -113,6 +116,11 @@ class Config:
     def smtp_address(self) -> tuple[str, int]:
         settings = self.smtp()
         return settings.host, settings.port
+
+    @property
+    def operator_http_port(self) -> int:
+        """Where the gateway answers its operator endpoints."""
+        return self.operator_port or self.http_port
 
     def service_url(self, service: str) -> str:
         return self.service_urls[service]
@@ -185,6 +193,7 @@ def load() -> Config:
         log_level=_env("COBUY_LOG_LEVEL", "INFO"),
         bind_host=_env("COBUY_BIND_HOST", "127.0.0.1"),
         worker_metrics_port=_optional(int, _env("COBUY_WORKER_METRICS_PORT")),
+        operator_port=_optional(int, _env("COBUY_OPERATOR_PORT")),
         mail_template_dir=_optional(Path, _env("COBUY_MAIL_TEMPLATE_DIR")),
         trusted_proxies=trusted_networks(_env("COBUY_TRUSTED_PROXIES")),
         migrations=_env("COBUY_MIGRATIONS", "start"),
