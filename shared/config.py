@@ -90,6 +90,9 @@ class Config:
     smtp_user: str | None = field(default=None, repr=False)
     smtp_password: str | None = field(default=None, repr=False)
     smtp_ca_file: str | None = None
+    # "quorum": the durable queues are declared `x-queue-type: quorum`, replicated across a RabbitMQ
+    # cluster; "classic" (default) declares no type. A queue's type is fixed when it is first declared.
+    amqp_queue_type: str = "classic"
 
     @property
     def embedded_broker(self) -> bool:
@@ -200,7 +203,14 @@ def load() -> Config:
         smtp_user=_env("COBUY_SMTP_USER"),
         smtp_password=_env("COBUY_SMTP_PASSWORD"),
         smtp_ca_file=_env("COBUY_SMTP_CA_FILE"),
+        amqp_queue_type=_queue_type(_env("COBUY_AMQP_QUEUE_TYPE", "classic")),
     )
+
+
+def _queue_type(value: str) -> str:
+    if value not in ("classic", "quorum"):
+        raise ValueError(f"COBUY_AMQP_QUEUE_TYPE: {value!r}; expected classic or quorum")
+    return value
 
 
 @lru_cache(maxsize=1)

@@ -21,9 +21,10 @@ def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
-@pytest.fixture
-def isolated(servers, mailbox, output_dir, tmp_path):
-    """(running system, its vhost): a vhost of its own, so taking the broker away touches no other test."""
+@pytest.fixture(params=["classic", "quorum"])
+def isolated(request, servers, mailbox, output_dir, tmp_path):
+    """(running system, its vhost): a vhost of its own, so taking the broker away touches no other test;
+    on classic queues, and on quorum queues as production runs."""
     if servers[1] is None:
         pytest.skip("the embedded broker has no outage to simulate")
     with infra.rabbitmq_vhost() as (amqp_url, prefix):
@@ -32,8 +33,8 @@ def isolated(servers, mailbox, output_dir, tmp_path):
             if infra.IN_CI:
                 pytest.fail("rabbitmqctl is needed in CI to give this test a vhost of its own")
             pytest.skip("no vhost of this test's own (rabbitmqctl missing)")
-        with own_system((servers[0], amqp_url, prefix), mailbox, tmp_path, output_dir / "cobuy-up-outage.log",
-                        []) as running:
+        with own_system((servers[0], amqp_url, prefix), mailbox, tmp_path, output_dir / f"cobuy-up-outage-{request.param}.log",
+                        [], COBUY_AMQP_QUEUE_TYPE=request.param) as running:
             yield running, vhost
 
 
@@ -65,3 +66,4 @@ def test_services_stay_ready_and_the_outbox_fills_then_drains_across_a_broker_ou
     cobuy.wait_offer(offer["id"], lambda o: o["reservation_count"] == len(emails), timeout=30)
     for email in emails:
         mailbox.wait(1, to=email, timeout=30)
+    assert set(infra.queue_types(vhost).values()) == {running.env["COBUY_AMQP_QUEUE_TYPE"]}

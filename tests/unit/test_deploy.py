@@ -237,3 +237,10 @@ def test_the_ingress_does_not_route_the_gateways_operator_port_which_probes_and_
     policies = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
     assert operator in {p["port"] for p in policies["prometheus"]["ingress"][0]["ports"]}
     assert operator not in {p["port"] for rule in policies["gateway"]["ingress"] for p in rule["ports"]}
+
+
+def test_the_production_queues_are_quorum_queues_on_its_three_brokers():
+    objects = _objects("overlays/prod")
+    config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "cobuy-config")
+    broker = next(o for o in objects if o["kind"] == "RabbitmqCluster")
+    assert config["data"]["COBUY_AMQP_QUEUE_TYPE"] == "quorum" and broker["spec"]["replicas"] >= 3
