@@ -43,7 +43,7 @@ def serve(component: str, role: str, workers: int, bind: str) -> int:
     os.makedirs(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", f"/tmp/cobuy-metrics-{component}-{role}"),
                 exist_ok=True)
     if component == "gateway":
-        os.execv(sys.executable, gunicorn_argv(component, workers, bind))
+        os.execv(sys.executable, gunicorn_argv(component, workers, bind, operator_port=config.operator_port))
     from shared.runtime import Runtime
 
     runtime = Runtime.create(component, config)

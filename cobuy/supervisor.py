@@ -80,9 +80,13 @@ def plan(config: Config, scale: dict[str, int], web_workers: int, gateway_worker
             children.append(Child(f"{service}-worker-{replica + 1}",
                                   [sys.executable, "-m", f"services.{service}.worker"], env, "events in and out"))
     bind_host = config.bind_host
+    address = f"http://{bind_host}:{config.http_port}"
+    if config.operator_port:
+        address += f" (operator :{config.operator_port})"
     children.append(Child("gateway", gunicorn_argv("gateway", gateway_workers, f"{bind_host}:{config.http_port}",
-                                                   reuse_port=True, log_level=base_env["COBUY_LOG_LEVEL"]),
-                          env_for("gateway"), f"http://{bind_host}:{config.http_port}"))
+                                                   reuse_port=True, log_level=base_env["COBUY_LOG_LEVEL"],
+                                                   operator_port=config.operator_port),
+                          env_for("gateway"), address))
     return children
 
 
@@ -93,8 +97,9 @@ SERVICE_KEEPALIVE_SECONDS = 75
 
 
 def gunicorn_argv(component: str, workers: int, bind: str, reuse_port: bool = False,
-                  log_level: str | None = None) -> list[str]:
-    """How every web process runs, under `cobuy up` and in a container alike."""
+                  log_level: str | None = None, operator_port: int | None = None) -> list[str]:
+    """How every web process runs, under `cobuy up` and in a container alike. The gateway with an
+    operator port listens on it too, on the same host (gateway/app.operator_port_only splits them)."""
     log_level = (log_level or os.environ.get("COBUY_LOG_LEVEL") or "INFO").lower()
     argv = [sys.executable, "-m", "gunicorn", "--config", "python:shared.gunicorn_conf", "--no-control-socket",
             "--graceful-timeout", "10", "--timeout", "60", "--workers", str(workers), "--bind", bind,
@@ -102,6 +107,8 @@ def gunicorn_argv(component: str, workers: int, bind: str, reuse_port: bool = Fa
     if reuse_port:  # replicas share one port under `cobuy up`
         argv.append("--reuse-port")
     if component == "gateway":
+        if operator_port:
+            argv += ["--bind", f"{bind.rsplit(':', 1)[0]}:{operator_port}"]
         return argv + ["--worker-class", "aiohttp.GunicornUVLoopWebWorker", "gateway.app:create_app"]
     return argv + ["--worker-class", "gthread", "--threads", "4", "--keep-alive", str(SERVICE_KEEPALIVE_SECONDS),
                    f"services.{component}.app:create_app()"]
@@ -160,7 +167,7 @@ def run(config: Config, scale: dict[str, int], web_workers: int = 2, gateway_wor
         if stopping:
             break
         if not announced:
-            if _ready(f"http://127.0.0.1:{config.http_port}/readyz?services=all"):
+            if _ready(f"http://127.0.0.1:{config.operator_http_port}/readyz?services=all"):
                 print(ready_table(config, children), flush=True)
                 announced = True
             elif time.monotonic() > deadline:

@@ -228,13 +228,32 @@ async def observe(request: web.Request, handler):
     return response
 
 
+OPERATOR_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def operator_port_only(operator_port: int):
+    """COBUY_OPERATOR_PORT: the operator endpoints on that port only, and only them there. The Ingress
+    routes the public port, so metrics and readiness stay inside the cluster (probes, Prometheus)."""
+
+    @web.middleware
+    async def split(request: web.Request, handler):
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        on_operator_port = isinstance(sockname, tuple) and sockname[1] == operator_port
+        if on_operator_port != (request.path in OPERATOR_PATHS):
+            return problem(404, "not_found", "No such resource.")
+        return await handler(request)
+
+    return split
+
+
 async def create_app(config=None) -> web.Application:
     config = config or config_module.get()
     logs.configure("gateway", config.log_level)
     for name in ("gunicorn.error", "aiohttp.server"):  # the logger aiohttp is given under gunicorn, or its own
         logging.getLogger(name).addFilter(RefusedRequests())
     gateway = Gateway(config)
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[observe])
+    middlewares = [observe] + ([operator_port_only(config.operator_port)] if config.operator_port else [])
+    app = web.Application(client_max_size=MAX_BODY, middlewares=middlewares)
     app.on_startup.append(gateway.start)
     app.on_shutdown.append(gateway.end_streams)
     app.on_cleanup.append(gateway.stop)

@@ -78,6 +78,9 @@ class Config:
     log_level: str = "INFO"
     bind_host: str = "127.0.0.1"  # the gateway's listening address under `cobuy up`
     worker_metrics_port: int | None = None  # a worker in its own container serves /metrics here
+    # when set, the gateway answers /metrics, /readyz and /healthz on this port only (one the Ingress
+    # does not route) and 404s them on its public one; unset, both on the public port (`cobuy up`)
+    operator_port: int | None = None
     mail_template_dir: Path | None = None  # an operator's templates, before the shipped ones
     # proxies in front of the gateway whose X-Forwarded-For is believed (gateway/edge.client_address)
     trusted_proxies: tuple[IPNetwork, ...] = ()
@@ -87,6 +90,9 @@ class Config:
     smtp_user: str | None = field(default=None, repr=False)
     smtp_password: str | None = field(default=None, repr=False)
     smtp_ca_file: str | None = None
+    # "quorum": the durable queues are declared `x-queue-type: quorum`, replicated across a RabbitMQ
+    # cluster; "classic" (default) declares no type. A queue's type is fixed when it is first declared.
+    amqp_queue_type: str = "classic"
 
     @property
     def embedded_broker(self) -> bool:
@@ -113,6 +119,11 @@ class Config:
     def smtp_address(self) -> tuple[str, int]:
         settings = self.smtp()
         return settings.host, settings.port
+
+    @property
+    def operator_http_port(self) -> int:
+        """Where the gateway answers its operator endpoints."""
+        return self.operator_port or self.http_port
 
     def service_url(self, service: str) -> str:
         return self.service_urls[service]
@@ -185,13 +196,21 @@ def load() -> Config:
         log_level=_env("COBUY_LOG_LEVEL", "INFO"),
         bind_host=_env("COBUY_BIND_HOST", "127.0.0.1"),
         worker_metrics_port=_optional(int, _env("COBUY_WORKER_METRICS_PORT")),
+        operator_port=_optional(int, _env("COBUY_OPERATOR_PORT")),
         mail_template_dir=_optional(Path, _env("COBUY_MAIL_TEMPLATE_DIR")),
         trusted_proxies=trusted_networks(_env("COBUY_TRUSTED_PROXIES")),
         migrations=_env("COBUY_MIGRATIONS", "start"),
         smtp_user=_env("COBUY_SMTP_USER"),
         smtp_password=_env("COBUY_SMTP_PASSWORD"),
         smtp_ca_file=_env("COBUY_SMTP_CA_FILE"),
+        amqp_queue_type=_queue_type(_env("COBUY_AMQP_QUEUE_TYPE", "classic")),
     )
+
+
+def _queue_type(value: str) -> str:
+    if value not in ("classic", "quorum"):
+        raise ValueError(f"COBUY_AMQP_QUEUE_TYPE: {value!r}; expected classic or quorum")
+    return value
 
 
 @lru_cache(maxsize=1)

@@ -27,6 +27,10 @@ _TRANSIENT = (
     sql_errors.TimeoutError,  # no pooled connection in time
     amqp_errors.RecoverableConnectionError,
     amqp_errors.RecoverableChannelError,
+    # the broker refusing this user or vhost (a withdrawn permission, a rotated password): an operator
+    # fixes it and the same event publishes unchanged; quarantining it would lose every event meanwhile
+    amqp_errors.NotAllowed,
+    amqp_errors.AccessRefused,
     kombu_errors.OperationalError,
     Nacked,
     OSError,  # sockets: refused, reset, timed out (requests' own errors are sorted out first)

@@ -39,10 +39,13 @@ class Bus:
         self.embedded = config.embedded_broker
         self.exchange = Exchange(topology.exchange_name(prefix), type="topic", durable=True)
         self.dead_exchange = Exchange(topology.dead_letter_exchange_name(prefix), type="topic", durable=True)
+        # quorum queues (replicated on a cluster) are durable and non-exclusive, as all of ours are
+        kind = {"x-queue-type": "quorum"} if config.amqp_queue_type == "quorum" and not self.embedded else {}
         self.dead_queue = Queue(
-            topology.dead_letter_queue_name(prefix), exchange=self.dead_exchange, routing_key="#", durable=True
+            topology.dead_letter_queue_name(prefix), exchange=self.dead_exchange, routing_key="#", durable=True,
+            queue_arguments=kind or None,
         )
-        dlx_args = None if self.embedded else {"x-dead-letter-exchange": self.dead_exchange.name}
+        dlx_args = None if self.embedded else {"x-dead-letter-exchange": self.dead_exchange.name, **kind}
         self.queues: dict[tuple[str, str], Queue] = {
             (service, event_type): Queue(
                 topology.queue_name(prefix, service, event_type),

@@ -118,6 +118,13 @@ def rabbitmq_vhost() -> Iterator[tuple[str | None, str]]:
             container.stop()
 
 
+def queue_types(vhost: str) -> dict[str, str]:
+    """Each queue of a vhost on this machine's RabbitMQ and its type (classic, quorum)."""
+    listed = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "--no-table-headers", "name", "type"],
+                            check=True, capture_output=True, text=True, timeout=60).stdout
+    return dict(line.split("\t") for line in listed.strip().splitlines())
+
+
 def _reachable(amqp_url: str) -> bool:
     rest = amqp_url.split("://", 1)[1].split("/", 1)[0]
     hostport = rest.rsplit("@", 1)[-1]

@@ -196,6 +196,11 @@ class RunningSystem:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def operator_url(self) -> str:
+        """Where the gateway answers /metrics, /readyz and /healthz (COBUY_OPERATOR_PORT, else the public port)."""
+        return f"http://127.0.0.1:{self.env.get('COBUY_OPERATOR_PORT') or self.port}"
+
     def start(self, timeout: float = 120.0) -> "RunningSystem":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "wb")
@@ -206,7 +211,7 @@ class RunningSystem:
             if self.process.poll() is not None:
                 raise AssertionError(f"cobuy up exited with {self.process.returncode}; see {self.log_path}")
             try:
-                return requests.get(self.base_url + "/readyz?services=all", timeout=2).status_code == 200
+                return requests.get(self.operator_url + "/readyz?services=all", timeout=2).status_code == 200
             except requests.RequestException:
                 return False
 

@@ -211,3 +211,36 @@ def test_traffic_is_denied_unless_allowed_and_the_ingress_serves_only_the_gatewa
     assert {p["backend"]["service"]["name"] for p in paths} == {"gateway"}
     if overlay.endswith("prod"):
         assert ingress["spec"]["tls"][0]["secretName"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_ingress_does_not_route_the_gateways_operator_port_which_probes_and_prometheus_use(overlay):
+    objects = _objects(overlay)
+    gateway = next(o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "gateway")
+    container = gateway["spec"]["template"]["spec"]["containers"][0]
+    operator = int(next(e["value"] for e in container["env"] if e["name"] == "COBUY_OPERATOR_PORT"))
+    container_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+
+    def in_container(port):  # a probe's or a Service's target, by name or number
+        return container_ports.get(port, port)
+
+    service = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "gateway")
+    ingress = next(o for o in objects if o["kind"] == "Ingress")
+    for path in (p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]):
+        port = path["backend"]["service"]["port"]
+        routed = next(p for p in service["spec"]["ports"] if p["port"] == port.get("number") or p["name"] == port.get("name"))
+        assert in_container(routed["targetPort"]) != operator
+    assert operator in {in_container(p["targetPort"]) for p in service["spec"]["ports"]}  # for Prometheus
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert in_container(container[probe]["httpGet"]["port"]) == operator, probe
+    assert gateway["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"] == str(operator)
+    policies = {o["metadata"]["name"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
+    assert operator in {p["port"] for p in policies["prometheus"]["ingress"][0]["ports"]}
+    assert operator not in {p["port"] for rule in policies["gateway"]["ingress"] for p in rule["ports"]}
+
+
+def test_the_production_queues_are_quorum_queues_on_its_three_brokers():
+    objects = _objects("overlays/prod")
+    config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "cobuy-config")
+    broker = next(o for o in objects if o["kind"] == "RabbitmqCluster")
+    assert config["data"]["COBUY_AMQP_QUEUE_TYPE"] == "quorum" and broker["spec"]["replicas"] >= 3

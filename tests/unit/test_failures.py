@@ -52,6 +52,11 @@ def _struct_error() -> struct.error:
     (TimeoutError("publishes unconfirmed"), True),
     (amqp_errors.ConnectionForced("broker shutdown"), True),
     (amqp_errors.RecoverableConnectionError("connection lost"), True),
+    # the broker refusing this user (a withdrawn permission, a rotated password): the operator's to fix,
+    # and the same event publishes unchanged once they have; never a reason to quarantine it
+    (amqp_errors.NotAllowed("access to vhost 'cobuy' refused for user 'cobuy'"), True),
+    (amqp_errors.AccessRefused("Login was refused"), True),
+    (amqp_errors.PreconditionFailed("invalid arg"), False),
     (kombu_errors.OperationalError("cannot connect"), True),
     (Nacked("nacked"), True),
     (Unroutable("no queue is bound for X"), False),
