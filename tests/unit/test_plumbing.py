@@ -98,3 +98,14 @@ def test_the_gateway_drops_an_idle_upstream_connection_before_the_service_does()
 
     argv = gunicorn_argv("reservation", 2, "127.0.0.1:1")
     assert int(argv[argv.index("--keep-alive") + 1]) == SERVICE_KEEPALIVE_SECONDS > UPSTREAM_IDLE_SECONDS
+
+
+def test_every_setting_read_from_the_environment_is_listed_in_the_readme():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    read = set(re.findall(r"COBUY_[A-Z_]+", (root / "shared" / "config.py").read_text()))
+    assert read, "config.py reads no setting?"
+    readme = (root / "README.md").read_text()
+    assert sorted(v for v in read if v not in readme) == []
