@@ -2,18 +2,14 @@
 the body limit and the correlation id."""
 from __future__ import annotations
 
-import re
-
 from shared import logs
 
 MAX_BODY = 64 * 1024
 CORRELATION_HEADER = "X-Correlation-Id"
-# A correlation id travels into AMQP properties (at most 255 bytes) and VARCHAR(64) columns (SPEC §7).
-_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def accepted_correlation_id(value: str | None) -> str:
     """The caller's correlation id when it is 1–64 characters of [A-Za-z0-9._:-], else a fresh one."""
-    if value and _CORRELATION_ID.fullmatch(value):
+    if logs.can_travel(value):
         return value
     return logs.new_correlation_id()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
 import uuid
 
@@ -21,6 +22,16 @@ def set_correlation_id(value: str | None) -> contextvars.Token:
 
 def reset_correlation_id(token: contextvars.Token) -> None:
     _correlation.reset(token)
+
+
+# A correlation id travels into AMQP properties (at most 255 bytes) and VARCHAR(64) columns (SPEC §7).
+_TRAVELS = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def can_travel(value: object) -> bool:
+    """A correlation id of 1–64 characters of [A-Za-z0-9._:-]: the one rule the gateway, the services,
+    the outbox and the mailer apply."""
+    return isinstance(value, str) and _TRAVELS.fullmatch(value) is not None
 
 
 def new_correlation_id() -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import threading
 import time
 from datetime import datetime, timedelta
@@ -73,13 +72,10 @@ def inbox_table(metadata: MetaData) -> Table:
     )
 
 
-_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-
-
 def _correlation_id() -> str | None:
     """The request's correlation id, if it can travel as an AMQP property; else a fresh one."""
     value = logs.correlation_id()
-    if value is None or (isinstance(value, str) and _CORRELATION_ID.fullmatch(value)):
+    if value is None or logs.can_travel(value):
         return value
     return logs.new_correlation_id()
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import clock
+from shared import clock, logs
 from shared.db import insert_ignore, insert_ignore_many
 from shared.envelope import Envelope
 from shared.events import read
@@ -24,13 +23,12 @@ from .tables import batches, deliveries, sellers
 
 log = logging.getLogger(__name__)
 
-CORRELATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")  # SPEC §7, the gateway's own rule
 NAME_LENGTH, ADDRESS_LENGTH, ID_LENGTH = 100, 254, 36  # the columns' lengths
 
 
 def storable_correlation_id(value: object) -> str | None:
     """A correlation id only helps to trace: one that breaks the rule is dropped, not refused."""
-    return value if isinstance(value, str) and CORRELATION_ID.fullmatch(value) else None
+    return value if logs.can_travel(value) else None
 
 
 def one_line(value: object, length: int = NAME_LENGTH) -> str:

@@ -175,7 +175,7 @@ def reserve(session: Session, offer_id: str, name: str, email: str, idempotency_
     """
     advisory_lock(session, lock_key("offer", offer_id), shared=True)
     offer = known_offer(session, offer_id)
-    fingerprint = request_fingerprint(name, email)
+    fingerprint = request_fingerprint(name, email) if idempotency_key else ""
     if idempotency_key:
         first_answer = _replay(session, offer_id, idempotency_key, fingerprint, secret)
         if first_answer is not None:
