@@ -125,6 +125,19 @@ def queue_types(vhost: str) -> dict[str, str]:
     return dict(line.split("\t") for line in listed.strip().splitlines())
 
 
+@contextmanager
+def own_vhost() -> Iterator[tuple[str, str, str]]:
+    """(amqp url, exchange prefix, vhost) for a test that acts on the broker itself (takes it away,
+    declares other queue types): a vhost of its own, so no other test is touched."""
+    with rabbitmq_vhost() as (amqp_url, prefix):
+        vhost = amqp_url.rsplit("/", 1)[1] if amqp_url else ""
+        if vhost in ("", "/"):
+            if IN_CI:
+                pytest.fail("rabbitmqctl is needed in CI to give this test a vhost of its own")
+            pytest.skip("no vhost of this test's own (no RabbitMQ, or rabbitmqctl missing)")
+        yield amqp_url, prefix, vhost
+
+
 def _reachable(amqp_url: str) -> bool:
     rest = amqp_url.split("://", 1)[1].split("/", 1)[0]
     hostport = rest.rsplit("@", 1)[-1]

@@ -27,12 +27,7 @@ def isolated(request, servers, mailbox, output_dir, tmp_path):
     on classic queues, and on quorum queues as production runs."""
     if servers[1] is None:
         pytest.skip("the embedded broker has no outage to simulate")
-    with infra.rabbitmq_vhost() as (amqp_url, prefix):
-        vhost = amqp_url.rsplit("/", 1)[1]
-        if vhost in ("", "/"):
-            if infra.IN_CI:
-                pytest.fail("rabbitmqctl is needed in CI to give this test a vhost of its own")
-            pytest.skip("no vhost of this test's own (rabbitmqctl missing)")
+    with infra.own_vhost() as (amqp_url, prefix, vhost):
         with own_system((servers[0], amqp_url, prefix), mailbox, tmp_path, output_dir / f"cobuy-up-outage-{request.param}.log",
                         [], COBUY_AMQP_QUEUE_TYPE=request.param) as running:
             yield running, vhost

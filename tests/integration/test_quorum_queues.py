@@ -18,12 +18,7 @@ SUBSCRIPTIONS = {"catalog": ("OfferPublished",)}
 def quorum_bus(servers, tmp_path, monkeypatch):
     if servers[1] is None:
         pytest.skip("the embedded broker has one queue type")
-    with infra.rabbitmq_vhost() as (amqp_url, prefix):
-        vhost = amqp_url.rsplit("/", 1)[1]
-        if vhost in ("", "/"):
-            if infra.IN_CI:
-                pytest.fail("rabbitmqctl is needed in CI to give this test a vhost of its own")
-            pytest.skip("no vhost of this test's own (rabbitmqctl missing)")
+    with infra.own_vhost() as (amqp_url, prefix, vhost):
         for name, value in {"COBUY_AMQP_URL": amqp_url, "COBUY_EXCHANGE_PREFIX": prefix,
                             "COBUY_AMQP_QUEUE_TYPE": "quorum", "COBUY_DATA_DIR": str(tmp_path)}.items():
             monkeypatch.setenv(name, value)
