@@ -93,6 +93,14 @@ class Config:
     # "quorum": the durable queues are declared `x-queue-type: quorum`, replicated across a RabbitMQ
     # cluster; "classic" (default) declares no type. A queue's type is fixed when it is first declared.
     amqp_queue_type: str = "classic"
+    # Sellers' webhooks (services/mailer/webhooks): http:// and private/loopback targets are for tests
+    # and private deployments only; the timings are configurable so tests need not wait 24 hours.
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = 5.0
+    webhook_backoff_seconds: float = 5.0
+    webhook_retry_seconds: float = 86400.0
+    webhook_concurrency: int = 8
 
     @property
     def embedded_broker(self) -> bool:
@@ -204,6 +212,12 @@ def load() -> Config:
         smtp_password=_env("COBUY_SMTP_PASSWORD"),
         smtp_ca_file=_env("COBUY_SMTP_CA_FILE"),
         amqp_queue_type=_queue_type(_env("COBUY_AMQP_QUEUE_TYPE", "classic")),
+        webhook_allow_http=_env("COBUY_WEBHOOK_ALLOW_HTTP", "0") == "1",
+        webhook_allow_private=_env("COBUY_WEBHOOK_ALLOW_PRIVATE", "0") == "1",
+        webhook_timeout_seconds=float(_env("COBUY_WEBHOOK_TIMEOUT_SECONDS", "5")),
+        webhook_backoff_seconds=float(_env("COBUY_WEBHOOK_BACKOFF_SECONDS", "5")),
+        webhook_retry_seconds=float(_env("COBUY_WEBHOOK_RETRY_SECONDS", "86400")),
+        webhook_concurrency=int(_env("COBUY_WEBHOOK_CONCURRENCY", "8")),
     )
 
 

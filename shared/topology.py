@@ -24,6 +24,8 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
         "OfferIntercepted",
         "OfferInvited",
         "OfferClosed",
+        "OfferPublished",  # webhooks: an offer's first holder, for offer.count_changed
+        "ReservationCountChanged",  # webhooks: offer.count_changed
     ),
 }
 

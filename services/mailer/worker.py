@@ -1,4 +1,4 @@
-"""mailer's worker: plans deliveries from events and sends them."""
+"""mailer's worker: plans mails and webhooks from events and delivers them."""
 from __future__ import annotations
 
 import os
@@ -14,6 +14,8 @@ from .delivery import Sender
 from .planning import Planner
 from .rendering import Renderer
 from .tables import MIGRATIONS, inbox
+from .webhooks.delivery import Deliverer, Settings
+from .webhooks.planning import WebhookPlanner, with_webhooks
 
 
 def build_sender(runtime: Runtime) -> Sender:
@@ -21,6 +23,11 @@ def build_sender(runtime: Runtime) -> Sender:
     renderer = Renderer(config.mail_from, config.public_url, config.mail_template_dir)
     return Sender(runtime.sessions, renderer, config.smtp(),
                   concurrency=config.mail_concurrency, lease_seconds=config.mail_lease_seconds)
+
+
+def handlers(mail_domain: str, public_url: str) -> dict:
+    """What the consumer does with each event: plan its mails and its webhooks, in one transaction."""
+    return with_webhooks(Planner(mail_domain).handlers(), WebhookPlanner(public_url).handlers())
 
 
 def lower_priority(nice: int) -> None:
@@ -39,7 +46,7 @@ def lower_priority(nice: int) -> None:
 def main() -> int:
     config = config_module.get()
     # Each sender thread holds a connection; the claimer, the consumer and the reclaimer need more.
-    runtime = Runtime.create(SERVICE, config, pool_size=config.mail_concurrency + 4)
+    runtime = Runtime.create(SERVICE, config, pool_size=config.mail_concurrency + config.webhook_concurrency + 5)
     logs.configure(SERVICE, runtime.config.log_level)
     # Mail can wait a few seconds, a purchaser's click cannot: where the mailer shares CPUs with
     # the web processes, it yields to them under contention and uses whatever they leave.
@@ -47,8 +54,9 @@ def main() -> int:
     runtime.prepare_schema(MIGRATIONS)
     domain = parseaddr(runtime.config.mail_from)[1].rpartition("@")[2] or "cobuy.localhost"
     return worker.run(SERVICE, {
-        "consumer": runtime.consumer(inbox, Planner(domain).handlers()).run,
+        "consumer": runtime.consumer(inbox, handlers(domain, runtime.config.public_url)).run,
         "sender": build_sender(runtime).run,
+        "webhooks": Deliverer(runtime.sessions, Settings.of(runtime.config), domain).run,
     })
 
 

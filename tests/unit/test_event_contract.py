@@ -147,12 +147,12 @@ def _consumers(tmp_path):
     from services.catalog.tables import MIGRATIONS as CATALOG
     from services.catalog.offers import HANDLERS as CATALOG_HANDLERS
     from services.mailer.tables import MIGRATIONS as MAILER
-    from services.mailer.planning import Planner
+    from services.mailer.worker import handlers as mailer_handlers
     from services.reservation.tables import MIGRATIONS as RESERVATION
     from services.reservation.reservations import HANDLERS as RESERVATION_HANDLERS
 
     wiring = {"catalog": (CATALOG, CATALOG_HANDLERS), "reservation": (RESERVATION, RESERVATION_HANDLERS),
-              "auction": (AUCTION, AUCTION_HANDLERS), "mailer": (MAILER, Planner("cobuy.example").handlers())}
+              "auction": (AUCTION, AUCTION_HANDLERS), "mailer": (MAILER, mailer_handlers("cobuy.example", "https://cobuy.example"))}
     consumers = {}
     for service, (migrations, handlers) in wiring.items():
         engine = db.make_engine(f"sqlite:///{tmp_path / service}.db", service)
