@@ -32,6 +32,8 @@ class Script:
     statuses: list[int] = field(default_factory=list)  # answered in turn; then `then`
     then: int = 200
     hang_seconds: float = 0.0
+    body: bytes = b"ok"
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Receiver:
@@ -53,9 +55,10 @@ class Receiver:
                     receiver.release.wait(script.hang_seconds)
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Length", "2")
+                    for name, value in {"Content-Length": str(len(script.body)), **script.headers}.items():
+                        self.send_header(name, value)
                     self.end_headers()
-                    self.wfile.write(b"ok")
+                    self.wfile.write(script.body)
                 except OSError:
                     pass  # the caller gave up on us
 

@@ -12,6 +12,9 @@ EVENT_TYPES = ("offer.invited", "offer.intercepted", "offer.count_changed", "off
 URL_LENGTH = 2000
 MAX_BACKOFF = timedelta(hours=1)
 COUNT_INTERVAL = timedelta(minutes=1)  # SPEC §11: offer.count_changed at most once a minute per offer
+KINDS = (("loopback", "a loopback address"), ("link_local", "a link-local address"),
+         ("unspecified", "an unspecified address"), ("multicast", "a multicast address"),
+         ("private", "a private address"), ("reserved", "a reserved address"))
 METADATA = ipaddress.ip_address("169.254.169.254")  # the cloud instance-metadata service
 
 
@@ -50,7 +53,7 @@ def parse_target(url: str, allow_http: bool) -> Target:
     if not host:
         raise Refused("webhook_url_invalid", "The URL names no host.")
     scheme = parts.scheme.lower()
-    port = port or (443 if scheme == "https" else 80)
+    port = port if port is not None else (443 if scheme == "https" else 80)
     if port not in (80, 443) and not 1024 <= port <= 65535:
         raise Refused("webhook_url_port", "The port must be 80, 443 or 1024-65535.")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -66,9 +69,9 @@ def refused_address(address: str) -> str | None:
         ip = ip.ipv4_mapped
     if ip == METADATA:
         return "the metadata service"
-    for kind in ("loopback", "private", "link_local", "multicast", "unspecified", "reserved"):
+    for kind, words in KINDS:
         if getattr(ip, f"is_{kind}"):
-            return f"a {kind.replace('_', '-')} address"
+            return words
     if not ip.is_global:
         return "not a public address"
     return None
