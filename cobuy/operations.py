@@ -94,6 +94,28 @@ def mail_retry(config: Config, ids: list[int] | None = None) -> int:
         runtime.engine.dispose()
 
 
+def webhooks_list(config: Config, seller: str | None = None, disabled: bool = False) -> list[dict]:
+    from services.mailer.webhooks.operations import endpoint_list
+
+    runtime = Runtime.create("mailer", config)
+    try:
+        with runtime.sessions() as session:
+            return endpoint_list(session, seller, disabled)
+    finally:
+        runtime.engine.dispose()
+
+
+def webhooks_retry(config: Config, endpoint_ids: list[str]) -> tuple[int, int]:
+    from services.mailer.webhooks.operations import retry
+
+    runtime = Runtime.create("mailer", config)
+    try:
+        with runtime.sessions.begin() as session:
+            return retry(session, endpoint_ids)
+    finally:
+        runtime.engine.dispose()
+
+
 def offers_list(config: Config, status: str | None = None) -> list[dict]:
     from services.catalog.offers import list_offers
 

@@ -1,13 +1,16 @@
 """Sellers' webhooks (SPEC §11) on the real servers, with the sellers' systems on loopback."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 
 import pytest
+import requests
 from sqlalchemy import select
 
 from tests.conftest import own_system
+from tests.e2e.test_operations import cli
 from tests.support import Cobuy, instant, unique_email, wait_for
 from tests.webhook_receiver import Receiver, Script
 
@@ -165,7 +168,8 @@ def test_sigkill_of_the_delivering_worker_mid_retry_loses_nothing_and_plans_once
     assert [(r.event_type, r.state) for r in rows] == [("offer.count_changed", "delivered")]
 
 
-def test_an_endpoint_failing_for_the_retry_window_is_disabled_and_its_seller_mailed(api, receiver, mailbox):
+def test_an_endpoint_failing_for_the_retry_window_is_disabled_its_seller_mailed_and_an_operator_can_retry_it(
+        api, receiver, mailbox, webhook_system):
     email = unique_email("hooked")
     seller = api.register_seller(email=email)
     receiver.scripts["/dead"] = Script(then=503)
@@ -177,9 +181,21 @@ def test_an_endpoint_failing_for_the_retry_window_is_disabled_and_its_seller_mai
     assert hook["id"] in mail.text
     shown = api.get(f"/api/v1/webhooks/{hook['id']}", headers=api.auth(seller)).json()
     assert shown["disabled_at"] is not None
-    calls = len(receiver.at("/dead"))
-    assert calls >= 3
+    assert len(receiver.at("/dead")) >= 3
     assert len(mailbox.matching(to=email, subject="Webhook endpoint disabled")) == 1
+
+    # The operator sees it, and once the seller's system is back, sends what waited.
+    listed = json.loads(cli(webhook_system, "webhooks", "list", "--disabled").stdout)
+    (shown,) = [e for e in listed if e["id"] == hook["id"]]
+    assert shown["messages"] == {"failed": 1} and shown["seller_email"] == email
+    receiver.scripts["/dead"].then = 200
+    assert "1 endpoint(s) re-enabled, 1 message(s) queued again" in cli(
+        webhook_system, "webhooks", "retry", hook["id"]).stdout
+    wait_for(lambda: attempts(api, seller, hook)[0]["status"] == 200, 30, what="the retried delivery")
+    metrics = requests.get(webhook_system.config().service_url("mailer") + "/metrics", timeout=10).text
+    assert 'cobuy_webhook_attempts_total{result="delivered"}' in metrics
+    assert 'cobuy_webhook_attempts_total{result="failed"}' in metrics
+    assert "cobuy_webhook_lag_seconds_bucket" in metrics
 
 
 def test_a_seller_never_sees_or_deletes_another_sellers_endpoint_or_log(api, receiver):
