@@ -33,6 +33,7 @@ class Script:
     then: int = 200
     hang_seconds: float = 0.0
     body: bytes = b"ok"
+    drip: bool = False  # the status line, then one header byte a second until released
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -54,6 +55,12 @@ class Receiver:
                 if script.hang_seconds:
                     receiver.release.wait(script.hang_seconds)
                 try:
+                    if script.drip:
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                        while not receiver.release.wait(0.5):
+                            self.wfile.write(b"a")
+                            self.wfile.flush()
+                        return
                     self.send_response(status)
                     for name, value in {"Content-Length": str(len(script.body)), **script.headers}.items():
                         self.send_header(name, value)

@@ -106,6 +106,24 @@ def test_only_the_first_kibibyte_of_an_answer_is_read_and_kept(sessions, receive
     assert [(a.status, len(a.response)) for a in log(sessions)] == [(200, RESPONSE_CAP)]
 
 
+def test_an_answer_with_nul_bytes_is_still_logged(sessions, receiver):
+    receiver.scripts["/nul"] = Script(then=500, body=b"bad\x00answer\xff")
+    endpoint(sessions, "e1", receiver.url("/nul"))
+    message(sessions, "e1")
+    deliver_all(Deliverer(sessions, OPEN))
+    assert [(a.status, a.response) for a in log(sessions)] == [(500, "bad\ufffdanswer\ufffd")]
+
+
+def test_an_endpoint_dripping_its_answer_a_byte_at_a_time_is_cut_at_the_deadline(sessions, receiver):
+    receiver.scripts["/drip"] = Script(drip=True)
+    endpoint(sessions, "e1", receiver.url("/drip"))
+    message(sessions, "e1")
+    deliver_all(Deliverer(sessions, OPEN))  # without the watchdog this returns when the receiver stops
+    (attempt,) = log(sessions)
+    assert attempt.status is None and attempt.error
+    assert not receiver.release.is_set()
+
+
 def test_a_hanging_endpoint_is_given_up_after_the_time_out(sessions, receiver):
     receiver.scripts["/hang"] = Script(hang_seconds=30)
     endpoint(sessions, "e1", receiver.url("/hang"))

@@ -68,6 +68,12 @@ def signed_headers(secret: str, message_id: str, payload: str) -> dict[str, str]
     }
 
 
+def storable(body: bytes) -> str | None:
+    """An answer's first bytes as text a column takes: PostgreSQL refuses NUL in text, and a hostile
+    endpoint must not make its attempt unrecordable (it would be retried for ever, unlogged)."""
+    return body.decode("utf-8", "replace").replace("\x00", "\ufffd") if body else None
+
+
 class Deliverer:
     def __init__(self, sessions: sessionmaker[Session], settings: Settings, mail_domain: str = "cobuy.localhost"):
         self.sessions = sessions
@@ -156,7 +162,7 @@ class Deliverer:
             session.execute(insert(attempts).values(
                 endpoint_id=row["endpoint_id"], message_id=row["message_id"], event_type=row["event_type"],
                 attempted_at=now, status=answer.status, latency_ms=round(answer.seconds * 1000), error=error,
-                response=answer.body.decode("utf-8", "replace") if answer.body else None))
+                response=storable(answer.body)))
             retry_for = timedelta(seconds=self.settings.retry_seconds)
             if ok:
                 state, values = "delivered", {"delivered_at": now}

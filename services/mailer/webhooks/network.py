@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 
@@ -54,7 +55,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_h
          allow_private: bool) -> Answer:
     """One attempt: never raises; a refused target, a time-out or a reset is an Answer with an error."""
     started = time.monotonic()
-    deadline = started + timeout * 2  # connect and send, then the answer: a slow drip cannot hold us
+    deadline = started + timeout * 2  # connect and send, then the answer
 
     def answer(status=None, data=b"", error=None) -> Answer:
         return Answer(status, data, error, time.monotonic() - started)
@@ -64,8 +65,14 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_h
     except Refused as exc:
         return answer(error=exc.detail)
     connection = http.client.HTTPConnection(target.host, target.port, timeout=timeout)
+    sock: socket.socket | None = None
+    # The socket time-out bounds each read, not their sum: an endpoint dripping a byte at a time
+    # would hold the attempt (and its thread) for ever. The watchdog cuts it at the deadline.
+    cut = threading.Event()
+    watchdog = threading.Timer(timeout * 2, lambda: _cut(sock, cut))
     try:
         sock = socket.create_connection((address, target.port), timeout=timeout)
+        watchdog.start()
         if target.scheme == "https":
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=target.host)
         connection.sock = sock
@@ -77,8 +84,22 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_h
             if not chunk:
                 break
             data += chunk
+        if cut.is_set():  # what was read so far may look whole: an answer cut short is no answer
+            return answer(error=f"no complete answer within {timeout * 2:g} s")
         return answer(response.status, data)
     except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+        if cut.is_set():
+            return answer(error=f"no complete answer within {timeout * 2:g} s")
         return answer(error=f"{type(exc).__name__}: {exc}"[:200])
     finally:
+        watchdog.cancel()
         connection.close()
+
+
+def _cut(sock: socket.socket | None, cut: threading.Event) -> None:
+    cut.set()
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
