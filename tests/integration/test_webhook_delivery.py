@@ -188,3 +188,18 @@ def test_an_endpoint_failing_for_the_retry_window_is_disabled_once_and_its_selle
     assert disabled is not None
     assert mails == [("webhook_disabled", "e1@example.org")]
     assert deliver_all(deliverer) == 0, "a disabled endpoint is not called"
+
+
+def test_an_endpoint_deleted_during_an_attempt_leaves_no_orphan_log(sessions, receiver):
+    from sqlalchemy import delete
+
+    endpoint(sessions, "e1", receiver.url("/gone"))
+    message(sessions, "e1")
+    deliverer = Deliverer(sessions, OPEN)
+    (row,) = deliverer.claim(8)
+    with sessions.begin() as session:  # what DELETE /api/v1/webhooks/{id} does
+        for table in (messages, attempts):
+            session.execute(delete(table).where(table.c.endpoint_id == "e1"))
+        session.execute(delete(endpoints).where(endpoints.c.id == "e1"))
+    deliverer.deliver(row)
+    assert log(sessions) == [] and state(sessions) == []

@@ -159,10 +159,6 @@ class Deliverer:
         error = answer.error or (None if ok else f"HTTP {answer.status}")
         metrics.ATTEMPT_SECONDS.observe(answer.seconds)
         with self.sessions.begin() as session:
-            session.execute(insert(attempts).values(
-                endpoint_id=row["endpoint_id"], message_id=row["message_id"], event_type=row["event_type"],
-                attempted_at=now, status=answer.status, latency_ms=round(answer.seconds * 1000), error=error,
-                response=storable(answer.body)))
             retry_for = timedelta(seconds=self.settings.retry_seconds)
             if ok:
                 state, values = "delivered", {"delivered_at": now}
@@ -177,6 +173,12 @@ class Deliverer:
                 .values(state=state, attempts=messages.c.attempts + 1, **values).returning(messages.c.id)).first()
             if fenced is None:
                 log.info("webhook %s lost its claim while being delivered; left to its new holder", row["message_id"])
+                if session.execute(select(endpoints.c.id).where(endpoints.c.id == row["endpoint_id"])).first() is None:
+                    return  # deleted meanwhile, with its log: nothing left to record
+            session.execute(insert(attempts).values(
+                endpoint_id=row["endpoint_id"], message_id=row["message_id"], event_type=row["event_type"],
+                attempted_at=now, status=answer.status, latency_ms=round(answer.seconds * 1000), error=error,
+                response=storable(answer.body)))
             self._endpoint_health(session, row["endpoint_id"], ok, now, retry_for)
         metrics.ATTEMPTS.labels("retry" if state == "pending" else state).inc()
         if ok:
