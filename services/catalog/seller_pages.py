@@ -7,9 +7,10 @@ server-side on sign-out. Every form carries a CSRF token (Flask-WTF, as the offe
 from __future__ import annotations
 
 import functools
+import logging
 from urllib.parse import quote
 
-from flask import Blueprint, current_app, g, redirect, render_template, request
+from flask import Blueprint, current_app, g, make_response, redirect, render_template, request
 from marshmallow import ValidationError
 
 from shared.problems import Problem
@@ -19,6 +20,7 @@ from . import sellers, signin
 from .rules import safe_next
 from .schemas import SellerRegistrationSchema
 
+log = logging.getLogger(__name__)
 seller_pages_bp = Blueprint("seller_pages", __name__, template_folder="templates")
 COOKIE = "cobuy_seller"
 NO_STORE = {"Cache-Control": "private, no-store"}
@@ -95,9 +97,18 @@ def sign_in_request():
         _limiter().hit("sign_ins", f"ip:{client_address()}", f"email:{email.lower()}")
     except Problem:
         return render_template("sellers/sign_in.html", next=next_path, email=email, error=RATE_LIMITED), 429
-    with sessions().begin() as session:
-        signin.request_link(session, email, next_path)
-    return render_template("sellers/link_sent.html", email=email)
+    response = make_response(render_template("sellers/link_sent.html", email=email))
+    # Looked up once the answer is sent: its timing cannot tell a registered address either.
+    response.call_on_close(functools.partial(_link_if_registered, sessions(), email, next_path))
+    return response
+
+
+def _link_if_registered(session_factory, email: str, next_path: str) -> None:
+    try:
+        with session_factory.begin() as session:
+            signin.request_link(session, email, next_path)
+    except Exception:  # the page has answered; the seller asks again if no mail comes
+        log.exception("could not record a sign-in link")
 
 
 @seller_pages_bp.get("/sellers/sign-in/link")
