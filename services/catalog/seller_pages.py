@@ -14,6 +14,7 @@ from flask import Blueprint, current_app, g, make_response, redirect, render_tem
 from marshmallow import ValidationError
 
 from shared.problems import Problem
+from shared.validation import Email
 from shared.web import client_address
 
 from . import sellers, signin
@@ -74,6 +75,8 @@ def _private(response):
 
 # ---- sign in ---------------------------------------------------------------------------------
 
+_ADDRESS = Email(required=True)
+NOT_AN_ADDRESS = "Give a valid e-mail address, such as shop@example.com."
 RATE_LIMITED = "Too many sign-in requests just now. Please wait a minute and try again."
 LINK_WORDS = {
     "used": ("This sign-in link has been used", "A sign-in link works once. Ask for a new one below."),
@@ -92,7 +95,11 @@ def sign_in_form():
 @seller_pages_bp.post("/sellers/sign-in")
 def sign_in_request():
     """The same page whether or not the address is registered (and no mail for one that is not)."""
-    email, next_path = request.form.get("email", "").strip()[:254], safe_next(request.form.get("next"))
+    email, next_path = request.form.get("email", ""), safe_next(request.form.get("next"))
+    try:
+        email = _ADDRESS.deserialize(email)  # the API's own check of an address (no lookup, no DNS)
+    except ValidationError:
+        return render_template("sellers/sign_in.html", next=next_path, email=email[:254], error=NOT_AN_ADDRESS), 422
     try:
         _limiter().hit("sign_ins", f"ip:{client_address()}", f"email:{email.lower()}")
     except Problem:

@@ -171,3 +171,33 @@ def test_sign_in_never_sends_the_seller_to_another_site(cobuy, mailbox, next_pat
     ask_link(cobuy, browser, seller["email"], next_path)
     opened = use_link(cobuy, browser, mailed_link(mailbox, seller["email"], subject="sign-in link"))
     assert opened.headers["Location"] == "/dashboard"
+
+
+def test_strange_input_on_the_seller_pages_never_gives_a_server_error(cobuy, mailbox):
+    seller = cobuy.register_seller(name="Hostile Seller")
+    web = signed_in(cobuy, mailbox, seller)
+    offer = cobuy.create_offer(cobuy.register_seller(name="Target"), unit_price=5000)
+    token = csrf(web.get(cobuy.url("/dashboard"), timeout=30))
+    long_id = "x" * 3000
+    gets = [f"/dashboard/offers/{long_id}", f"/dashboard/offers/{long_id}/purchasers.csv",
+            "/dashboard/offers/%00/counter-offer", f"/sellers/sign-in?next={'/' * 5000}",
+            f"/dashboard/offers/{offer['id']}/counter-offer?unit_price=99999999999999999999&minimum_reservations=-1",
+            f"/sellers/sign-in/link?token={'a' * 5000}", "/sellers/sign-in/link?token=%00%ff"]
+    for path in gets:
+        assert web.get(cobuy.url(path), timeout=30).status_code < 500, path
+    posts = [
+        ("/sellers/sign-in", {"email": "a\x00@example.com"}), ("/sellers/sign-in", {"email": "x" * 10_000}),
+        ("/sellers/sign-in", {"email": "ü@例え.jp", "next": "\r\nLocation: //evil"}),
+        ("/sellers/sign-in/link", {"token": "\x00" * 50}),
+        ("/dashboard/offers/new", {"title": "\x00", "currency": "x" * 500, "unit_price": "1e400",
+                                   "minimum_reservations": "99999999999999", "closes_at": "9999-12-31T23:59:59",
+                                   "invite_at": "0001-01-01T00:00", "min_decrement": "NaN", "action": "preview"}),
+        ("/dashboard/offers/new", {"title": "T", "currency": "usd", "unit_price": "1", "minimum_reservations": "1",
+                                   "closes_at": "9999-12-31T23:59:59", "action": "publish"}),
+        (f"/dashboard/offers/{offer['id']}/counter-offer", {"unit_price": "99999999999", "minimum_reservations": "1"}),
+        (f"/dashboard/offers/{long_id}/counter-offer", {"unit_price": "1", "minimum_reservations": "1"}),
+    ]
+    for path, data in posts:
+        answer = web.post(cobuy.url(path), data={**data, "csrf_token": token}, timeout=30, allow_redirects=False)
+        assert answer.status_code < 500, (path, data, answer.status_code)
+    assert "Hostile Seller's offers" in web.get(cobuy.url("/dashboard"), timeout=30).text
