@@ -21,7 +21,7 @@ from shared.problems import Problem
 from shared.spreadsheet import safe_csv
 
 from . import offers as use_cases, sellers
-from .pages import progress
+from .pages import _load as offer_or_404, progress
 from .schemas import OfferCreateSchema
 from .seller_forms import (COUNTER_FIELD_WORDS, OFFER_FIELD_WORDS, counter_offer_body, field_words, major_units,
                            offer_body)
@@ -42,14 +42,6 @@ def _as_seller() -> dict:
     return {identity.HEADER: identity.sign(_config().internal_secret,
                                            {k: seller[k] for k in ("id", "name", "email")}),
             "X-Correlation-Id": logs.correlation_id() or ""}
-
-
-def _offer_or_404(offer_id: str) -> dict:
-    with sessions()() as session:
-        offer = use_cases.get_offer(session, offer_id)
-    if offer is None:
-        abort(404)
-    return offer
 
 
 # ---- the dashboard -------------------------------------------------------------------------------
@@ -96,7 +88,7 @@ def _purchasers(offer_id: str) -> list[dict]:
 @dashboard_bp.get("/dashboard/offers/<offer_id>")
 @signed_in
 def purchasers(offer_id):
-    offer = _offer_or_404(offer_id)
+    offer = offer_or_404(offer_id)
     return render_template("sellers/purchasers.html", offer=offer, purchasers=_purchasers(offer_id))
 
 
@@ -107,7 +99,7 @@ def purchasers_csv(rows: list[dict]) -> str:
 @dashboard_bp.get("/dashboard/offers/<offer_id>/purchasers.csv")
 @signed_in
 def purchasers_download(offer_id):
-    _offer_or_404(offer_id)
+    offer_or_404(offer_id)
     return Response(purchasers_csv(_purchasers(offer_id)), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="purchasers-{offer_id[:8]}.csv"'})
 
@@ -213,7 +205,7 @@ def _counter_page(offer: dict, form: dict, errors: dict, status: int = 200, won:
 @signed_in
 def counter_offer_form(offer_id):
     """Prefilled from the mail's link (`unit_price` in minor units and `minimum_reservations`, as the API)."""
-    offer = _offer_or_404(offer_id)
+    offer = offer_or_404(offer_id)
     price = request.args.get("unit_price", type=int)
     minimum = request.args.get("minimum_reservations", type=int)
     form = {"unit_price": major_units(price, offer["currency"]) if price and 0 < price < 2**31 else "",
@@ -224,7 +216,7 @@ def counter_offer_form(offer_id):
 @dashboard_bp.post("/dashboard/offers/<offer_id>/counter-offer")
 @signed_in
 def counter_offer(offer_id):
-    offer = _offer_or_404(offer_id)
+    offer = offer_or_404(offer_id)
     form = {k: request.form.get(k, "") for k in ("unit_price", "minimum_reservations")}
     body, faulty = counter_offer_body(form, offer["currency"])
     if faulty:
@@ -236,7 +228,7 @@ def counter_offer(offer_id):
         return _counter_page(offer, form, {"form": [TRY_AGAIN]}, 503)
     answer = reply.json() if reply.headers.get("content-type", "").endswith("json") else {}
     if reply.status_code == 201:
-        return _counter_page(_offer_or_404(offer_id), {}, {}, 201, won=answer["condition"])
+        return _counter_page(offer_or_404(offer_id), {}, {}, 201, won=answer["condition"])
     if reply.status_code == 409:
         return _counter_page(offer, form, {"form": [refusal_words(answer.get("code"), answer, offer["currency"])]}, 409)
     if reply.status_code == 422:

@@ -8,20 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from services.catalog import sellers, signin
-from services.catalog.tables import MIGRATIONS, outbox, seller_sessions, sign_in_links
+from services.catalog.tables import outbox, seller_sessions, sign_in_links
+from tests.unit.test_catalog_use_cases import seller, sessions  # noqa: F401 (fixtures)
 from tests.use_cases import T0, recorded
-
-
-@pytest.fixture
-def sessions(sessions_for, at):
-    at(T0)
-    return sessions_for("catalog", MIGRATIONS)
-
-
-@pytest.fixture
-def seller(sessions) -> dict:
-    with sessions.begin() as session:
-        return sellers.register_seller(session, "Web Seller", "Web@Example.org")
 
 
 def mailed_token(sessions, seller, next_path=None) -> str:
@@ -49,7 +38,7 @@ def test_an_unknown_address_gets_no_link_and_no_event(sessions, seller):
 def test_a_link_is_stored_as_its_hash_and_opens_exactly_one_session(sessions, seller):
     token = mailed_token(sessions, seller, "/offers/1")
     [event] = recorded(sessions, outbox, "SignInLinkRequested")
-    assert event.data["email"] == "web@example.org" and event.data["expires_at"] == (T0 + timedelta(minutes=15)).isoformat()
+    assert event.data["email"] == "first@example.org" and event.data["expires_at"] == (T0 + timedelta(minutes=15)).isoformat()
     with sessions() as session:
         stored = session.execute(select(sign_in_links)).one()
         assert token not in stored and stored.token_hash != token and signin.link_state(session, token) == "usable"
