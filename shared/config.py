@@ -190,7 +190,7 @@ def load() -> Config:
         smtp_url=_env("COBUY_SMTP_URL"),
         mail_from=_env("COBUY_MAIL_FROM", "cobuy <no-reply@cobuy.localhost>"),
         public_url=_env("COBUY_PUBLIC_URL", f"http://127.0.0.1:{http_port}").rstrip("/"),
-        rate_limit=_env("COBUY_RATE_LIMIT", "reservations=30/minute;registrations=5/minute"),
+        rate_limit=_env("COBUY_RATE_LIMIT", "reservations=30/minute;registrations=5/minute;sign_ins=5/minute"),
         internal_secret=_internal_secret(data_dir),
         service_urls=service_urls,
         exchange_prefix=_env("COBUY_EXCHANGE_PREFIX", "cobuy"),

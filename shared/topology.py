@@ -19,6 +19,7 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "auction": ("OfferPublished", "ReservationCountChanged", "ReservationsFinalised"),
     "mailer": (
         "SellerRegistered",
+        "SignInLinkRequested",
         "ReservationAccepted",
         "ReservationCancelled",
         "OfferIntercepted",

@@ -166,6 +166,15 @@ def list_offers(session: Session, status: str | None, page: int, per_page: int, 
     return [_offer_dict(r, []) for r in rows], total
 
 
+def offers_of_seller(session: Session, seller_id: str, limit: int = 200) -> list[dict]:
+    """The offers this seller published or held at some time (its conditions are in their history),
+    newest first: what its dashboard sorts into held, intercepted and closed."""
+    ever_held = select(history.c.offer_id).where(history.c.seller_id == seller_id)
+    rows = session.execute(select(offers).where(offers.c.id.in_(ever_held))
+                           .order_by(offers.c.created_at.desc(), offers.c.id).limit(limit)).all()
+    return [found["offer"] for found in _with_versions(session, rows)]
+
+
 def changed_offers(session: Session, since: datetime, ids: list[str] | None, limit: int) -> list[dict]:
     """Offers changed at or after `since` (only those of `ids` when given), oldest change first,
     each as {version, changed_at, offer}: what the gateway's live streams poll for."""

@@ -66,6 +66,32 @@ history = Table(
     Column("minimum_reservations", Integer, nullable=False),
     Column("at", UTCDateTime, nullable=False),
     Column("kind", String(10), nullable=False),
+    Index("ix_condition_history_seller_id", "seller_id"),  # a seller's dashboard: the offers it ever held
+)
+
+# Sellers on the web (docs/adr/0010-seller-sessions-in-catalog.md): a sign-in link and a session are
+# each a 256-bit random token of which only the SHA-256 is stored, so a copy of the table opens nothing.
+sign_in_links = Table(
+    "sign_in_links",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("seller_id", String(36), ForeignKey("sellers.id"), nullable=False),
+    Column("next_path", String(500), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+    Index("ix_sign_in_links_expires_at", "expires_at"),
+)
+
+seller_sessions = Table(
+    "seller_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("seller_id", String(36), ForeignKey("sellers.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Index("ix_seller_sessions_expires_at", "expires_at"),
 )
 
 outbox = outbox_table(metadata)

@@ -143,6 +143,15 @@ class HeardClose:
     purchasers: list[dict]
 
 
+@dataclass(frozen=True)
+class HeardSignInLink:
+    seller_id: str
+    name: str
+    email: str
+    token: str
+    expires_at: str
+
+
 class Planner:
     def __init__(self, mail_domain: str):
         self.domain = mail_domain
@@ -154,6 +163,13 @@ class Planner:
             return
         insert_ignore(session, sellers, {"id": seller.seller_id, "name": one_line(seller.name), "email": seller.email,
                                          "registered_at": datetime.fromisoformat(seller.registered_at)}, ["id"])
+
+    def on_sign_in_link_requested(self, session: Session, event: Envelope) -> None:
+        """The token is in the batch's context until the mail is sent: it is good for 15 minutes and
+        once only, and catalog keeps only its hash (docs/adr/0010-seller-sessions-in-catalog.md)."""
+        link = read(HeardSignInLink, event.data)
+        plan(session, event, "sign_in_link", {"token": link.token, "expires_at": link.expires_at},
+             [(link.email, link.name, {})], self.domain)
 
     def on_reservation_accepted(self, session: Session, event: Envelope) -> None:
         r = read(HeardAcceptance, event.data)
@@ -200,6 +216,7 @@ class Planner:
     def handlers(self) -> dict:
         return {
             "SellerRegistered": self.on_seller_registered,
+            "SignInLinkRequested": self.on_sign_in_link_requested,
             "ReservationAccepted": self.on_reservation_accepted,
             "ReservationCancelled": self.on_reservation_cancelled,
             "OfferIntercepted": self.on_offer_intercepted,

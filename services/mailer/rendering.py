@@ -6,8 +6,6 @@ own versions, which win over the shipped ones.
 """
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 from email.charset import QP, Charset
 from email.header import Header
@@ -21,6 +19,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
 
 from shared import clock
 from shared.money import format_money
+from shared.spreadsheet import safe_csv
 
 SHIPPED = Path(__file__).parent / "templates"
 
@@ -99,10 +98,4 @@ def _address(name: str, address: str) -> str:
 
 
 def purchasers_csv(purchasers: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["name", "email", "reservation_id"])
-    for p in purchasers:
-        # A leading =, +, - or @ would be a formula in a spreadsheet: neutralise it.
-        writer.writerow([("'" + v) if v[:1] in "=+-@" else v for v in (p["name"], p["email"], p["id"])])
-    return out.getvalue()
+    return safe_csv(["name", "email", "reservation_id"], ((p["name"], p["email"], p["id"]) for p in purchasers))

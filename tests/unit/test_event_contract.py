@@ -33,6 +33,8 @@ def _examples() -> list[tuple[str, Event]]:
     return [
         ("catalog", c.SellerRegistered(seller_id="s-bystander", name="Bystander", email="bystander@example.org",
                                        registered_at=NOW)),  # invited, as the holder is not
+        ("catalog", c.SignInLinkRequested(seller_id="s-bystander", name="Bystander", email="bystander@example.org",
+                                          token="t0k3n", expires_at=NOW + timedelta(minutes=15))),
         ("catalog", c.OfferPublished(
             offer_id=OFFER_ID, title="Kettle", currency="usd", opens_at=NOW, invite_at=invite_at, closes_at=closes_at,
             min_decrement=1, condition=c.InitialCondition(**HOLDER, seller_email="holder@example.org",
@@ -73,6 +75,7 @@ def _examples() -> list[tuple[str, Event]]:
 _CONDITION = "seller_id seller_name unit_price minimum_reservations"
 WIRE_KEYS = {
     "SellerRegistered": "seller_id name email registered_at",
+    "SignInLinkRequested": "seller_id name email token expires_at",
     "OfferPublished": "offer_id title currency opens_at invite_at closes_at min_decrement condition "
                       f"condition.{{{_CONDITION} seller_email since}}",
     "ReservationAccepted": "reservation_id offer_id name email cancel_token offer "
@@ -213,4 +216,4 @@ def test_every_handler_reads_every_event_it_subscribes_to_and_the_mailer_renders
     assert (row("auction", auction_offers).status, row("auction", auction_offers).outcome) == ("closed", "failed")
     templates = sorted(template for template, _ in _rendered_mails(consumers))
     assert templates == ["contract_failed", "failed_holder", "invitation", "offer_intercepted",
-                         "reservation_accepted", "reservation_cancelled"]
+                         "reservation_accepted", "reservation_cancelled", "sign_in_link"]

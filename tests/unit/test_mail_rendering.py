@@ -47,3 +47,31 @@ def test_the_holder_gets_the_purchasers_as_a_csv_attachment():
 def test_a_line_break_in_a_header_value_is_refused(field):
     with pytest.raises(ValueError, match="line break"):
         _render(**{field: "Eve\r\nBcc: victim@example.org"})
+
+
+def _bodies(message) -> tuple[str, str]:
+    parsed = email.message_from_bytes(message.as_bytes(policy=WIRE), policy=email.policy.default)
+    return parsed.get_body(("plain",)).get_content(), parsed.get_body(("html",)).get_content()
+
+
+FORM = "https://cobuy.example/dashboard/offers/o1/counter-offer?unit_price=4190&minimum_reservations=5"
+
+
+def test_the_invitation_links_to_the_prefilled_counter_offer_form_above_the_curl_command():
+    text, html = _bodies(_render(template="invitation", reservation_count=3, min_decrement=10))
+    assert FORM in text and text.index(FORM) < text.index("curl -X POST")
+    assert f'href="{FORM.replace("&", "&amp;")}"' in html and html.index("Counter-offer now") < html.index("curl")
+
+
+def test_the_interception_links_to_the_form_prefilled_to_win_back_above_the_curl_command():
+    taken = {"condition": {"seller_name": "Rival AG", "unit_price": 4200, "minimum_reservations": 5},
+             "previous": {"unit_price": 4300, "minimum_reservations": 5}, "kind": "voluntary", "min_decrement": 10}
+    text, html = _bodies(_render(template="offer_intercepted", **taken))
+    assert FORM in text and text.index(FORM) < text.index("curl -X POST")
+    assert f'href="{FORM.replace("&", "&amp;")}"' in html and html.index("Win it back") < html.index("curl")
+
+
+def test_the_sign_in_mail_carries_its_one_time_link_and_its_end():
+    text, html = _bodies(_render(template="sign_in_link", token="AbC-12_x", expires_at="2030-05-01T12:15:00+00:00"))
+    link = "https://cobuy.example/sellers/sign-in/link?token=AbC-12_x"
+    assert link in text and f'href="{link}"' in html and "2030-05-01 12:15:00 UTC" in text

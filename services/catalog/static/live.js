@@ -209,6 +209,21 @@
     return row;
   }
 
+  // The seller's dashboard: every offer it lists follows the all-offers stream (count, holder, price).
+  window.cobuyLiveDashboard = function (since) {
+    everySecond();
+    listen("/api/v1/offers/stream?last_event_id=" + since, [], function (o) {
+      document.querySelectorAll('[data-offer-id="' + o.id + '"]').forEach(function (node) {
+        set(node, ".holder", o.condition.seller_name);
+        set(node, ".price", money(o.condition.unit_price, o.currency));
+        set(node, ".minimum", o.condition.minimum_reservations);
+        var count = node.querySelector(".tally"), progress = node.querySelector(".bar");
+        if (count) tally(count, o);
+        if (progress) bar(progress, o);
+      });
+    });
+  };
+
   window.cobuyLiveHome = function (page, since) {
     var open = document.getElementById("open-offers"), closed = document.getElementById("closed-offers");
     everySecond();
