@@ -189,7 +189,8 @@ class Planner:
         context = {"offer_id": c.offer_id, "title": c.title, "currency": c.currency, "outcome": c.outcome,
                    "final_count": c.final_count, "closes_at": c.closes_at,
                    "condition": {"seller_id": holder.seller_id, "seller_name": holder.seller_name,
-                                 "unit_price": holder.unit_price, "minimum_reservations": holder.minimum_reservations}}
+                                 "seller_email": holder.seller_email, "unit_price": holder.unit_price,
+                                 "minimum_reservations": holder.minimum_reservations}}
         purchasers = [(p["email"], p["name"], {"reservation_id": p["id"]}) for p in c.purchasers]
         plan(session, event, "contract_concluded" if concluded else "contract_failed", context, purchasers,
              self.domain)

@@ -47,3 +47,32 @@ def test_the_holder_gets_the_purchasers_as_a_csv_attachment():
 def test_a_line_break_in_a_header_value_is_refused(field):
     with pytest.raises(ValueError, match="line break"):
         _render(**{field: "Eve\r\nBcc: victim@example.org"})
+
+
+CLOSED = {"final_count": 2, "closed_at": "2030-05-01T12:00:01+00:00", "outcome": "concluded",
+          "purchasers": [{"id": "r1", "name": "Ann", "email": "ann@x.io"}],
+          "condition": {"seller_id": "s", "seller_name": "Hölder GmbH", "seller_email": "sales@holder.example",
+                        "unit_price": 4200, "minimum_reservations": 1}}
+
+
+def _bodies(message) -> tuple[str, str]:
+    parsed = email.message_from_bytes(message.as_bytes(policy=WIRE), policy=email.policy.default)
+    return parsed.get_body(("plain",)).get_content(), parsed.get_body(("html",)).get_content()
+
+
+def test_the_conclusion_mail_names_the_holders_contact_address():
+    text, html = _bodies(_render(template="contract_concluded", **CLOSED))
+    assert "Contact:     sales@holder.example" in text
+    assert 'href="mailto:sales@holder.example"' in html
+
+
+def test_the_holders_conclusion_mail_says_what_happens_next():
+    text, html = _bodies(_render(template="concluded_holder", **CLOSED))
+    assert "What happens next" in text and "sales@holder.example to write to" in text
+    assert "What happens next" in html
+
+
+def test_a_conclusion_planned_before_the_contact_was_carried_still_renders():
+    old = {**CLOSED, "condition": {k: v for k, v in CLOSED["condition"].items() if k != "seller_email"}}
+    text, _ = _bodies(_render(template="contract_concluded", **old))
+    assert "Contact:" not in text and "Hölder GmbH" in text
