@@ -21,6 +21,7 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
         "SellerRegistered",
         "ReservationAccepted",
         "ReservationCancelled",
+        "ReservationVerified",
         "OfferIntercepted",
         "OfferInvited",
         "OfferClosed",

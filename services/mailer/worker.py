@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from email.utils import parseaddr
 
@@ -12,6 +13,7 @@ from shared.runtime import Runtime
 from . import SERVICE
 from .delivery import Sender
 from .planning import Planner
+from .price_drops import PriceDrops
 from .rendering import Renderer
 from .tables import MIGRATIONS, inbox
 
@@ -46,9 +48,11 @@ def main() -> int:
     lower_priority(runtime.config.mail_nice)
     runtime.prepare_schema(MIGRATIONS)
     domain = parseaddr(runtime.config.mail_from)[1].rpartition("@")[2] or "cobuy.localhost"
+    price_drops = PriceDrops(domain, config.price_drop_delay_seconds, config.price_drop_interval_seconds)
     return worker.run(SERVICE, {
-        "consumer": runtime.consumer(inbox, Planner(domain).handlers()).run,
+        "consumer": runtime.consumer(inbox, Planner(domain, price_drops).handlers()).run,
         "sender": build_sender(runtime).run,
+        "price-drops": partial(price_drops.run, runtime.sessions),
     })
 
 

@@ -76,3 +76,23 @@ def test_a_conclusion_planned_before_the_contact_was_carried_still_renders():
     old = {**CLOSED, "condition": {k: v for k, v in CLOSED["condition"].items() if k != "seller_email"}}
     text, _ = _bodies(_render(template="contract_concluded", **old))
     assert "Contact:" not in text and "Hölder GmbH" in text
+
+
+def test_a_pending_reservations_confirmation_carries_its_verify_link():
+    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example")
+    message = renderer.render("reservation_accepted", OFFER, "zoe@example.org", "Zoë",
+                              {"reservation_id": "r1", "cancel_token": "tok", "verify_token": "vtok"}, "<m@x>")
+    text, html = _bodies(message)
+    assert "https://cobuy.example/reservations/r1/verify?token=vtok" in text
+    assert 'href="https://cobuy.example/reservations/r1/verify?token=vtok"' in html
+    assert "does not count" in text
+
+
+def test_the_price_drop_mail_names_the_new_condition_and_the_price_it_beat():
+    context = {**OFFER, "condition": {"seller_name": "Rival AG", "unit_price": 3990, "minimum_reservations": 4},
+               "was_price": 4200}
+    message = _render(template="price_drop", **context)
+    text, html = _bodies(message)
+    assert "€39.90" in str(message["Subject"])
+    assert "Unit price:   €39.90 (it was €42.00)" in text and "Seller:       Rival AG" in text
+    assert "Minimum:      4 reservations" in text and "Rival AG" in html
