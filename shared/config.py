@@ -75,6 +75,10 @@ class Config:
     mail_lease_seconds: float = 30.0
     mail_concurrency: int = 16
     mail_nice: int = 10
+    # SPEC §10: a price-drop mail leaves this long after the interception that started it (later
+    # ones fold into it), then at most one per offer and purchaser per interval
+    price_drop_delay_seconds: float = 30.0
+    price_drop_interval_seconds: float = 600.0
     log_level: str = "INFO"
     bind_host: str = "127.0.0.1"  # the gateway's listening address under `cobuy up`
     worker_metrics_port: int | None = None  # a worker in its own container serves /metrics here
@@ -201,6 +205,8 @@ def load() -> Config:
         mail_lease_seconds=float(_env("COBUY_MAIL_LEASE_SECONDS", "30")),
         mail_concurrency=int(_env("COBUY_MAIL_CONCURRENCY", "16")),
         mail_nice=int(_env("COBUY_MAIL_NICE", "10")),
+        price_drop_delay_seconds=float(_env("COBUY_PRICE_DROP_DELAY_SECONDS", "30")),
+        price_drop_interval_seconds=float(_env("COBUY_PRICE_DROP_INTERVAL_SECONDS", "600")),
         log_level=_env("COBUY_LOG_LEVEL", "INFO"),
         bind_host=_env("COBUY_BIND_HOST", "127.0.0.1"),
         worker_metrics_port=_optional(int, _env("COBUY_WORKER_METRICS_PORT")),

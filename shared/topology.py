@@ -22,6 +22,7 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
         "SignInLinkRequested",
         "ReservationAccepted",
         "ReservationCancelled",
+        "ReservationVerified",
         "OfferIntercepted",
         "OfferInvited",
         "OfferClosed",

@@ -36,6 +36,7 @@ class OfferPublished(Event):
     closes_at: datetime
     min_decrement: int
     condition: InitialCondition
+    verify_emails: bool = False  # SPEC §10; a new optional field, so VERSION stays 1
 
 
 @dataclass(frozen=True)

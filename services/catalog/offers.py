@@ -67,6 +67,7 @@ def publish_offer(session: Session, seller: dict, data: dict) -> dict:
         "outcome": None,
         "version": 1,
         "changed_at": now,
+        "verify_emails": bool(data.get("verify_emails")),
     }
     session.execute(offers.insert().values(**row))
     session.execute(history.insert().values(
@@ -86,6 +87,7 @@ def published_event(row: dict, seller: dict) -> OfferPublished:
             seller_id=seller["id"], seller_name=seller["name"], seller_email=seller["email"],
             unit_price=row["unit_price"], minimum_reservations=row["minimum_reservations"], since=row["opens_at"],
         ),
+        verify_emails=row["verify_emails"],
     )
 
 
@@ -126,6 +128,7 @@ def _offer_dict(row, entries) -> dict:
         },
         "offering_seller_id": r["offering_seller_id"],
         "reservation_count": r["reservation_count"],
+        "verify_emails": r["verify_emails"],
         "history": [
             {
                 "seller_id": e.seller_id,

@@ -1,7 +1,7 @@
 """catalog's own tables. Nobody else reads or writes them."""
 from pathlib import Path
 
-from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text, false
 
 from shared.db import UTCDateTime
 from shared.outbox import inbox_table, outbox_table
@@ -47,6 +47,8 @@ offers = Table(
     Column("status", String(8), nullable=False),
     Column("outcome", String(10), nullable=True),
     Column("closed_at", UTCDateTime, nullable=True),
+    # SPEC §10: reservations start pending until the purchaser opens the link in the confirmation.
+    Column("verify_emails", Boolean, nullable=False, server_default=false()),
     # Every change of the read model raises `version` and stamps `changed_at`: the live streams
     # ask for what changed since an instant (docs/adr/0009-live-streams-poll-the-read-model.md).
     Column("version", Integer, nullable=False, server_default="1"),

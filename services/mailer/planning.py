@@ -103,6 +103,8 @@ class HeardReservation:
 @dataclass(frozen=True)
 class HeardAcceptance(HeardReservation):
     cancel_token: str
+    status: str = "active"  # SPEC §10: "pending" until the purchaser opens the verify link
+    verify_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class HeardLoser:
 @dataclass(frozen=True)
 class HeardInterception:
     offer_id: str
+    version: int
     kind: str
     condition: dict
     intercepted: HeardLoser
@@ -153,8 +156,11 @@ class HeardSignInLink:
 
 
 class Planner:
-    def __init__(self, mail_domain: str):
+    def __init__(self, mail_domain: str, price_drops=None):
+        from .price_drops import PriceDrops  # here, not at the top: it plans with this module's plan()
+
         self.domain = mail_domain
+        self.price_drops = price_drops or PriceDrops(mail_domain)
 
     def on_seller_registered(self, session: Session, event: Envelope) -> None:
         seller = read(HeardSeller, event.data)
@@ -173,14 +179,25 @@ class Planner:
 
     def on_reservation_accepted(self, session: Session, event: Envelope) -> None:
         r = read(HeardAcceptance, event.data)
+        extra = {"reservation_id": r.reservation_id, "cancel_token": r.cancel_token}
+        if r.status == "pending" and r.verify_token:
+            extra["verify_token"] = r.verify_token
         plan(session, event, "reservation_accepted", {"offer_id": r.offer_id, **r.offer},
-             [(r.email, r.name, {"reservation_id": r.reservation_id, "cancel_token": r.cancel_token})],
-             self.domain)
+             [(r.email, r.name, extra)], self.domain)
+        self._note_purchaser(session, event, active=r.status == "active")
 
     def on_reservation_cancelled(self, session: Session, event: Envelope) -> None:
         r = read(HeardReservation, event.data)
         plan(session, event, "reservation_cancelled", {"offer_id": r.offer_id, **r.offer},
              [(r.email, r.name, {})], self.domain)
+        self._note_purchaser(session, event, active=False)
+
+    def on_reservation_verified(self, session: Session, event: Envelope) -> None:
+        """No mail (the page the purchaser opened says it); from now on price drops reach them."""
+        self._note_purchaser(session, event, active=True)
+
+    def _note_purchaser(self, session: Session, event: Envelope, active: bool) -> None:
+        self.price_drops.note_purchaser(session, event.data, active)
 
     def on_offer_intercepted(self, session: Session, event: Envelope) -> None:
         i = read(HeardInterception, event.data)
@@ -189,6 +206,11 @@ class Planner:
                    "previous": {"unit_price": lost.unit_price, "minimum_reservations": lost.minimum_reservations}}
         plan(session, event, "offer_intercepted", context, [(lost.seller_email, lost.seller_name, {})],
              self.domain)
+        condition = {k: i.condition.get(k) for k in ("seller_name", "unit_price", "minimum_reservations")}
+        self.price_drops.on_interception(
+            session, event, i.offer_id, i.version,
+            {"offer_id": i.offer_id, **{k: i.offer.get(k) for k in ("title", "currency", "closes_at")},
+             "condition": condition}, lost.unit_price)
 
     def on_offer_invited(self, session: Session, event: Envelope) -> None:
         """Every registered seller except the holder at the invitation instant. The templates get the
@@ -205,13 +227,15 @@ class Planner:
         context = {"offer_id": c.offer_id, "title": c.title, "currency": c.currency, "outcome": c.outcome,
                    "final_count": c.final_count, "closes_at": c.closes_at,
                    "condition": {"seller_id": holder.seller_id, "seller_name": holder.seller_name,
-                                 "unit_price": holder.unit_price, "minimum_reservations": holder.minimum_reservations}}
+                                 "seller_email": holder.seller_email, "unit_price": holder.unit_price,
+                                 "minimum_reservations": holder.minimum_reservations}}
         purchasers = [(p["email"], p["name"], {"reservation_id": p["id"]}) for p in c.purchasers]
         plan(session, event, "contract_concluded" if concluded else "contract_failed", context, purchasers,
              self.domain)
         holder_context = {**context, "purchasers": c.purchasers}
         plan(session, event, "concluded_holder" if concluded else "failed_holder", holder_context,
              [(holder.seller_email, holder.seller_name, {})], self.domain)
+        self.price_drops.on_close(session, c.offer_id)
 
     def handlers(self) -> dict:
         return {
@@ -219,6 +243,7 @@ class Planner:
             "SignInLinkRequested": self.on_sign_in_link_requested,
             "ReservationAccepted": self.on_reservation_accepted,
             "ReservationCancelled": self.on_reservation_cancelled,
+            "ReservationVerified": self.on_reservation_verified,
             "OfferIntercepted": self.on_offer_intercepted,
             "OfferInvited": self.on_offer_invited,
             "OfferClosed": self.on_offer_closed,

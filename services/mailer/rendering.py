@@ -53,6 +53,9 @@ class Renderer:
         if "cancel_token" in extra:
             values["cancel_url"] = (f"{self.public_url}/reservations/{extra['reservation_id']}"
                                     f"/cancel?token={extra['cancel_token']}")
+        if "verify_token" in extra:  # SPEC §10: a pending reservation counts once its purchaser opens this
+            values["verify_url"] = (f"{self.public_url}/reservations/{extra['reservation_id']}"
+                                    f"/verify?token={extra['verify_token']}")
         text = self.text_env.get_template(f"{template}.txt").render(values)
         head, _, body = text.partition("\n\n")
         if not head.startswith("Subject:"):

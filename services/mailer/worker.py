@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from email.utils import parseaddr
 
@@ -12,6 +13,7 @@ from shared.runtime import Runtime
 from . import SERVICE
 from .delivery import Sender
 from .planning import Planner
+from .price_drops import PriceDrops
 from .rendering import Renderer
 from .tables import MIGRATIONS, inbox
 from .webhooks.delivery import Deliverer, Settings
@@ -25,9 +27,9 @@ def build_sender(runtime: Runtime) -> Sender:
                   concurrency=config.mail_concurrency, lease_seconds=config.mail_lease_seconds)
 
 
-def handlers(mail_domain: str, public_url: str) -> dict:
+def handlers(mail_domain: str, public_url: str, price_drops: PriceDrops | None = None) -> dict:
     """What the consumer does with each event: plan its mails and its webhooks, in one transaction."""
-    return with_webhooks(Planner(mail_domain).handlers(), WebhookPlanner(public_url).handlers())
+    return with_webhooks(Planner(mail_domain, price_drops).handlers(), WebhookPlanner(public_url).handlers())
 
 
 def lower_priority(nice: int) -> None:
@@ -53,9 +55,11 @@ def main() -> int:
     lower_priority(runtime.config.mail_nice)
     runtime.prepare_schema(MIGRATIONS)
     domain = parseaddr(runtime.config.mail_from)[1].rpartition("@")[2] or "cobuy.localhost"
+    price_drops = PriceDrops(domain, config.price_drop_delay_seconds, config.price_drop_interval_seconds)
     return worker.run(SERVICE, {
-        "consumer": runtime.consumer(inbox, handlers(domain, runtime.config.public_url)).run,
+        "consumer": runtime.consumer(inbox, handlers(domain, runtime.config.public_url, price_drops)).run,
         "sender": build_sender(runtime).run,
+        "price-drops": partial(price_drops.run, runtime.sessions),
         "webhooks": Deliverer(runtime.sessions, Settings.of(runtime.config), domain).run,
     })
 

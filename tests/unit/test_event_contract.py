@@ -38,11 +38,15 @@ def _examples() -> list[tuple[str, Event]]:
         ("catalog", c.OfferPublished(
             offer_id=OFFER_ID, title="Kettle", currency="usd", opens_at=NOW, invite_at=invite_at, closes_at=closes_at,
             min_decrement=1, condition=c.InitialCondition(**HOLDER, seller_email="holder@example.org",
-                                                          unit_price=5000, minimum_reservations=3, since=NOW))),
+                                                          unit_price=5000, minimum_reservations=3, since=NOW),
+            verify_emails=True)),
         ("reservation", r.ReservationAccepted(
             reservation_id="r-1", offer_id=OFFER_ID, name="Ann", email="ann@example.org", cancel_token="tok",
             offer=r.ReservedOffer(title="Kettle", currency="usd", closes_at=closes_at, unit_price=5000,
-                                  minimum_reservations=3, holder_name="Holder GmbH"))),
+                                  minimum_reservations=3, holder_name="Holder GmbH"),
+            status="pending", verify_token="vtok", revision=1)),
+        ("reservation", r.ReservationVerified(reservation_id="r-1", offer_id=OFFER_ID, name="Ann",
+                                              email="ann@example.org", revision=2)),
         ("reservation", r.ReservationCountChanged(offer_id=OFFER_ID, count=1, version=1)),
         ("auction", a.OfferIntercepted(
             offer_id=OFFER_ID, version=1, kind="voluntary", condition=holding,
@@ -56,7 +60,7 @@ def _examples() -> list[tuple[str, Event]]:
             reservation_count=1)),
         ("reservation", r.ReservationCancelled(
             reservation_id="r-1", offer_id=OFFER_ID, name="Ann", email="ann@example.org",
-            offer=r.CancelledOffer(title="Kettle", currency="usd", closes_at=closes_at))),
+            offer=r.CancelledOffer(title="Kettle", currency="usd", closes_at=closes_at), revision=3)),
         ("auction", a.OfferDeadlineReached(offer_id=OFFER_ID, offer=a.OfferSnapshot(
             offer_id=OFFER_ID, title="Kettle", currency="usd", closes_at=closes_at, condition=holding))),
         ("reservation", r.ReservationsFinalised(offer_id=OFFER_ID, final_count=1,
@@ -77,10 +81,12 @@ WIRE_KEYS = {
     "SellerRegistered": "seller_id name email registered_at",
     "SignInLinkRequested": "seller_id name email token expires_at",
     "OfferPublished": "offer_id title currency opens_at invite_at closes_at min_decrement condition "
-                      f"condition.{{{_CONDITION} seller_email since}}",
+                      f"condition.{{{_CONDITION} seller_email since}} verify_emails",
     "ReservationAccepted": "reservation_id offer_id name email cancel_token offer "
-                           "offer.{title currency closes_at unit_price minimum_reservations holder_name}",
-    "ReservationCancelled": "reservation_id offer_id name email offer offer.{title currency closes_at}",
+                           "offer.{title currency closes_at unit_price minimum_reservations holder_name} "
+                           "status verify_token revision",
+    "ReservationCancelled": "reservation_id offer_id name email offer offer.{title currency closes_at} revision",
+    "ReservationVerified": "reservation_id offer_id name email revision",
     "ReservationCountChanged": "offer_id count version",
     "ReservationsFinalised": "offer_id final_count reservations reservations[].{id name email}",
     "OfferIntercepted": f"offer_id version kind condition condition.{{{_CONDITION} since}} intercepted "

@@ -59,10 +59,11 @@
   // -- pieces of an offer, as the templates draw them ---------------------------------------------
   function tally(node, o) {
     var count = o.reservation_count, minimum = o.condition.minimum_reservations;
-    var words = count >= minimum ? [el("strong", {"class": "count"}, count), document.createTextNode(" reservations · "),
+    var noun = o.verify_emails ? "confirmed reservations" : "reservations";  // as _offer_parts.html
+    var words = count >= minimum ? [el("strong", {"class": "count"}, count), document.createTextNode(" " + noun + " · "),
         el("span", {"class": "reached"}, "minimum of " + minimum + " reached")]
       : [el("strong", {"class": "count"}, count), document.createTextNode(" of "),
-        el("span", {"class": "minimum"}, minimum), document.createTextNode(" reservations needed")];
+        el("span", {"class": "minimum"}, minimum), document.createTextNode(" " + noun + " needed")];
     var text = words.map(function (w) { return w.textContent; }).join("");
     if (node.textContent === text) return;
     node.textContent = "";
