@@ -177,6 +177,9 @@ def test_every_deployment_starts_slowly_probes_itself_and_drains_before_it_stops
         if o["spec"]["template"]["metadata"]["labels"]["cobuy/role"] == "web":  # behind a Service
             assert container["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
             assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        elif o["spec"]["template"]["metadata"]["labels"]["cobuy/role"] == "worker":  # its loops' heartbeat
+            assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}, o["metadata"]["name"]
+            assert {"name": "metrics", "containerPort": 9100} in container["ports"]
     mailer = next(o for o in _objects(overlay) if o["kind"] == "Deployment" and o["metadata"]["name"] == "mailer-worker")
     assert mailer["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 60  # an SMTP send finishes
 
