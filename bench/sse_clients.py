@@ -95,6 +95,7 @@ async def crowd(host: str, port: int, path: str, clients: int, seconds: float, o
     while time.time() < started + 60 and not all(p.open or p.done.done() for p in protocols):
         await asyncio.sleep(0.1)
     out.send({"open": sum(1 for p in protocols if p.open), "opening_s": round(time.time() - started, 1)})
+    await loop.run_in_executor(None, out.recv)  # every process starts its window at the same instant
     lags: list = []
     tick = loop.create_task(ticker(loop.time() + seconds, lags))
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
@@ -111,7 +112,6 @@ async def crowd(host: str, port: int, path: str, clients: int, seconds: float, o
         "connect_errors": unreachable,
         "refused": sorted({p.refused for p in protocols if p.refused}),
         "closed_early": closed_early,
-        "opening_s": round(time.time() - started - seconds, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime, 2),
         "loop_lag_p99_s": round(lags[int(0.99 * (len(lags) - 1))], 3) if lags else None,
         "loop_lag_max_s": round(lags[-1], 3) if lags else None,
@@ -144,12 +144,14 @@ def main() -> None:
     shares = [args.clients // args.procs + (1 if i < args.clients % args.procs else 0) for i in range(args.procs)]
     workers = []
     for share in shares:
-        receive, send = multiprocessing.Pipe(duplex=False)
+        receive, send = multiprocessing.Pipe()
         process = multiprocessing.Process(target=one_process,
                                           args=(args.host, args.port, args.path, share, args.seconds, send))
         process.start()
         workers.append((process, receive))
     ready = [receive.recv() for _process, receive in workers]
+    for _process, receive in workers:
+        receive.send("go")
     print(json.dumps({"open": sum(r["open"] for r in ready), "opening_s": max(r["opening_s"] for r in ready)}),
           flush=True)  # the measured window starts now
     results = [receive.recv() for _process, receive in workers]
