@@ -81,7 +81,8 @@ class Config:
     price_drop_interval_seconds: float = 600.0
     log_level: str = "INFO"
     bind_host: str = "127.0.0.1"  # the gateway's listening address under `cobuy up`
-    worker_metrics_port: int | None = None  # a worker in its own container serves /metrics here
+    worker_metrics_port: int | None = None  # a worker in its own container serves /metrics and /healthz here
+    worker_stale_seconds: float = 60.0  # /healthz fails when a loop has not beaten for this long
     # when set, the gateway answers /metrics, /readyz and /healthz on this port only (one the Ingress
     # does not route) and 404s them on its public one; unset, both on the public port (`cobuy up`)
     operator_port: int | None = None
@@ -210,6 +211,7 @@ def load() -> Config:
         log_level=_env("COBUY_LOG_LEVEL", "INFO"),
         bind_host=_env("COBUY_BIND_HOST", "127.0.0.1"),
         worker_metrics_port=_optional(int, _env("COBUY_WORKER_METRICS_PORT")),
+        worker_stale_seconds=float(_env("COBUY_WORKER_STALE_SECONDS", "60")),
         operator_port=_optional(int, _env("COBUY_OPERATOR_PORT")),
         mail_template_dir=_optional(Path, _env("COBUY_MAIL_TEMPLATE_DIR")),
         trusted_proxies=trusted_networks(_env("COBUY_TRUSTED_PROXIES")),
