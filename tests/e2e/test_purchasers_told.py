@@ -50,7 +50,7 @@ def test_verified_offer_reserve_three_confirm_two_counts_lists_and_concludes_two
     holder = cobuy.register_seller(name="Verified Holder")
     title = f"Verified {holder['id'][:6]}"
     offer = cobuy.create_offer(holder, title=title, unit_price=3490, minimum_reservations=2, verify_emails=True,
-                               invite_at=instant(7), closes_at=instant(9))
+                               invite_at=instant(25), closes_at=instant(30))
     assert offer["verify_emails"] is True
     buyers = [unique_email("verified") for _ in range(3)]
     form = reserve_by_form(cobuy, offer["id"], buyers[0])
@@ -67,7 +67,7 @@ def test_verified_offer_reserve_three_confirm_two_counts_lists_and_concludes_two
     cobuy.page_showing(f"/offers/{offer['id']}", "confirmed reservations")
     listed = cobuy.get(f"/api/v1/offers/{offer['id']}/reservations", headers=cobuy.auth(holder)).json()
     assert listed["count"] == 2 and {r["email"] for r in listed["items"]} == set(buyers[:2])
-    closed = cobuy.wait_offer(offer["id"], lambda o: o["status"] == "closed", timeout=15, what="the close")
+    closed = cobuy.wait_offer(offer["id"], lambda o: o["status"] == "closed", timeout=60, what="the close")
     assert (closed["outcome"], closed["reservation_count"]) == ("concluded", 2)
     for buyer in buyers[:2]:
         [mail] = mailbox.wait(1, to=buyer, subject=f"Concluded: {title}")
