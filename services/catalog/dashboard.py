@@ -8,6 +8,7 @@ are the API's. A page only puts the answers in words.
 """
 from __future__ import annotations
 
+from datetime import datetime
 from urllib.parse import quote
 
 import requests
@@ -89,7 +90,8 @@ def _purchasers(offer_id: str) -> list[dict]:
 @signed_in
 def purchasers(offer_id):
     offer = offer_or_404(offer_id)
-    return render_template("sellers/purchasers.html", offer=offer, purchasers=_purchasers(offer_id))
+    shown = [{**p, "at": datetime.fromisoformat(p["at"])} for p in _purchasers(offer_id)]
+    return render_template("sellers/purchasers.html", offer=offer, purchasers=shown)
 
 
 def purchasers_csv(rows: list[dict]) -> str:
@@ -197,8 +199,9 @@ def refusal_words(code: str, answer: dict, currency: str) -> str | Markup:
 
 
 def _counter_page(offer: dict, form: dict, errors: dict, status: int = 200, won: dict | None = None):
-    return render_template("sellers/counter_offer.html", offer=offer, holding=_holding(offer), form=form,
-                           errors=errors, won=won, major_units=major_units), status
+    holding = None if won else _holding(offer)
+    return render_template("sellers/counter_offer.html", offer=offer, holding=holding, form=form, errors=errors,
+                           won=won, major_units=major_units), status
 
 
 @dashboard_bp.get("/dashboard/offers/<offer_id>/counter-offer")

@@ -92,4 +92,4 @@ def test_sign_in_links_are_limited_per_address_and_per_client(limited_system, ma
     # one client, four addresses nobody registered: it cannot sweep addresses, and unknown ones count alike
     codes = [_ask_sign_in_link_from("127.0.0.30", cobuy.base_url, unique_email("unknown")) for _ in range(4)]
     assert codes == [200, 200, 200, 429]
-    assert len(mailbox.wait(3, to=seller["email"], subject="sign-in link")) == 3
+    assert len(mailbox.wait(3, to=seller["email"], subject="sign-in link", timeout=60)) == 3

@@ -17,9 +17,12 @@ LINK = re.compile(r"https?://\S+/sellers/sign-in/link\?token=[A-Za-z0-9_-]+")
 COUNTER_LINK = re.compile(r"https?://\S+/dashboard/offers/[0-9a-f-]+/counter-offer\?\S+")
 
 
+MAIL_WAIT = 60  # s: the mailer yields the CPU to the web processes (COBUY_MAIL_NICE); CI machines are shared
+
+
 def mailed_link(mailbox, email: str, pattern=LINK, count: int = 1, **criteria) -> str:
     """The link in the `count`-th mail that matches (the latest of them)."""
-    mails = mailbox.wait(count, to=email, **criteria)
+    mails = mailbox.wait(count, to=email, timeout=MAIL_WAIT, **criteria)
     return pattern.findall(mails[-1].text)[-1]
 
 

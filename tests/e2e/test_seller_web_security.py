@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.e2e.test_seller_web import expire_links, local, mailed_link
+from tests.e2e.test_seller_web import MAIL_WAIT, expire_links, local, mailed_link
 from tests.support import Cobuy, unique_email
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -160,7 +160,7 @@ def test_the_sign_in_page_answers_the_same_for_a_registered_and_an_unknown_addre
                           sorted(k for k in answer.headers if k.lower() not in ("date", "x-correlation-id",
                                                                                  "content-length", "set-cookie")))
     assert answers[seller["email"]] == answers[unknown]
-    mailbox.wait(to=seller["email"], subject="sign-in link")
+    mailbox.wait(to=seller["email"], subject="sign-in link", timeout=MAIL_WAIT)
     assert mailbox.matching(to=unknown) == []  # (the mailer has delivered the other meanwhile)
 
 
