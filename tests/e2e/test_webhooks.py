@@ -15,7 +15,7 @@ from tests.support import Cobuy, at_once, instant, unique_email, wait_for
 from tests.webhook_receiver import Receiver, Script
 
 ALL_EVENTS = ["offer.invited", "offer.intercepted", "offer.count_changed", "offer.closed"]
-RETRY_SECONDS = 30
+RETRY_SECONDS = 60  # longer than a SIGKILLed worker takes to restart on a loaded machine
 TIMEOUT = 5
 
 
@@ -156,7 +156,8 @@ def test_sigkill_of_the_delivering_worker_mid_retry_loses_nothing_and_plans_once
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
     receiver.scripts["/killed"].then = 200
-    wait_for(lambda: attempts(api, seller, hook)[0]["status"] == 200, 60, what="delivery after the restart")
+    wait_for(lambda: attempts(api, seller, hook)[0]["status"] == 200, RETRY_SECONDS,
+             what="delivery after the restart")
 
     assert len({a.headers["webhook-id"] for a in receiver.at("/killed")}) == 1
     runtime = webhook_system.runtime("mailer")
