@@ -207,7 +207,13 @@ def test_traffic_is_denied_unless_allowed_and_the_ingress_serves_only_the_gatewa
         assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}} in sources
     egress_ports = {p["port"] for spec in policies.values() for rule in spec.get("egress", [])
                     for p in rule.get("ports", [])}
-    assert egress_ports == {53, 5432, 5672, 8000, 25, 465, 587, 1025}
+    assert egress_ports == {53, 5432, 5672, 8000, 25, 465, 587, 1025, 80, 443, 1024}
+    # Only the webhook deliverer leaves the cluster for the web, and never for a private range.
+    webhooks = policies["mailer-webhooks"]
+    assert webhooks["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "mailer-worker"}}
+    (rule,) = webhooks["egress"]
+    assert {"169.254.0.0/16", "10.0.0.0/8", "127.0.0.0/8"} <= set(rule["to"][0]["ipBlock"]["except"])
+    assert [p.get("endPort") for p in rule["ports"]] == [None, None, 65535]
     ingress = next(o for o in objects if o["kind"] == "Ingress")
     assert ingress["spec"]["ingressClassName"]
     paths = [p for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]

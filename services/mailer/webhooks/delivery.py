@@ -247,8 +247,11 @@ class Deliverer:
         for thread in threads:
             thread.start()
         stop.wait()
+        # Briefly: an attempt cut short leaves its message `sending`, due again after the lease (at
+        # least once), while a slow stop makes the supervisor kill the whole worker.
+        deadline = time.monotonic() + 3
         for thread in threads:
-            thread.join(timeout=self.settings.timeout_seconds * 2 + 1)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def lag_seconds(session: Session) -> float:
