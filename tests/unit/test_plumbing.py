@@ -18,6 +18,8 @@ from shared.validation import Email, StrictInteger, Text
     ("/api/v1/offers/abc/counter-offers", "auction"),
     ("/api/v1/offers/abc/reservations", "reservation"),
     ("/api/v1/reservations/r1", "reservation"),
+    ("/api/v1/reservations/r1/verify", "reservation"),  # SPEC §10: the confirmation, by API
+    ("/reservations/r1/verify", "catalog"),             # and its page
     ("/", "catalog"),
     ("/offers/abc", "catalog"),
     ("/internal/auth", None),
