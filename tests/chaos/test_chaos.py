@@ -9,6 +9,10 @@ The embedded run (SQLite, the embedded broker: no server, also under CI) SIGKILL
 relay, then every process of `cobuy up` at once, as a power cut would, and starts it again on
 the same data, with an invitation falling due while nothing runs.
 
+The last offer asks for verified e-mails (SPEC §10): a verifier opens the links of most of its
+confirmation mails as they arrive, so confirmations race the faults and the close. Counter-offers
+start price-drop mails (a 10 s delay, a 20 s interval here, so several windows fall in the run).
+
 Every operation is recorded as ok / failed / unknown; the same checks hold for every history
 the faults allow. Bounded: every loop by count and time, traffic to loopback only, each run
 well under two minutes (RabbitMQ) or one and a half (embedded).
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -39,6 +44,9 @@ from tests.support import Cobuy, RunningSystem, instant, wait_for
 
 CLIENTS = 32
 OFFERS = 3
+VERIFIED = OFFERS - 1  # the offer with verify_emails
+PRICE_DROPS = {"COBUY_PRICE_DROP_DELAY_SECONDS": "10", "COBUY_PRICE_DROP_INTERVAL_SECONDS": "20"}
+VERIFY_LINK = re.compile(r"/reservations/([0-9a-f-]+)/verify\?token=([0-9a-f]+)")
 
 
 @dataclass
@@ -71,7 +79,7 @@ def chaos_system(servers, mailbox, output_dir, tmp_path):
         pytest.skip("chaos needs this run's PostgreSQL and RabbitMQ (and rabbitmqctl) — CI has them")
     with own_system(servers, mailbox, tmp_path, output_dir / "cobuy-up-chaos.log",
                     ["--scale", "reservation=2,auction=3", "--web-workers", "2", "--restart"],
-                    COBUY_MAIL_LEASE_SECONDS="3") as running:
+                    COBUY_MAIL_LEASE_SECONDS="3", **PRICE_DROPS) as running:
         yield running
 
 
@@ -81,7 +89,7 @@ def embedded_chaos_system(servers, mailbox, output_dir, tmp_path):
     _, _, prefix = servers
     with own_system((None, None, prefix), mailbox, tmp_path, output_dir / "cobuy-up-chaos-embedded.log",
                     ["--scale", "reservation=2,auction=2", "--web-workers", "1", "--restart"],
-                    COBUY_MAIL_LEASE_SECONDS="3") as running:
+                    COBUY_MAIL_LEASE_SECONDS="3", **PRICE_DROPS) as running:
         yield running
 
 
@@ -105,7 +113,7 @@ class Scenario:
         rivals = [cobuy.register_seller(name=f"Chaos Rival {i}") for i in range(3)]
         offers = [cobuy.create_offer(holder, title=f"Chaos{tag} {i}", unit_price=100_000, minimum_reservations=50,
                                      min_decrement=10, invite_at=instant(invite_in + 5 * i),
-                                     closes_at=instant(close_in + 5 * i))
+                                     closes_at=instant(close_in + 5 * i), verify_emails=i == VERIFIED)
                   for i in range(OFFERS)]
         return cls(system, cobuy, tag, holder, rivals, offers)
 
@@ -122,7 +130,7 @@ def test_nothing_is_lost_or_doubled_under_faults(chaos_system, mailbox, output_d
         (38, "pg_terminate_backend of the services", lambda: _terminate_backends(system.database_url)),
     ]
     scenario = Scenario.start(system, invite_in=25, close_in=50)
-    _run_clients_and_faults(scenario, steps)
+    _run_clients_and_faults(scenario, steps, mailbox)
     subprocess.run(["rabbitmqctl", "-q", "await_startup"], timeout=120)
     _check_history(scenario, mailbox, output_dir / "chaos-report.json", faults=len(steps))
 
@@ -136,12 +144,13 @@ def test_embedded_mode_loses_nothing_when_every_process_is_killed(embedded_chaos
     ]
     # The first invitation falls due while nothing runs; the closes come after the restart.
     scenario = Scenario.start(system, invite_in=11, close_in=30)
-    _run_clients_and_faults(scenario, steps)
+    _run_clients_and_faults(scenario, steps, mailbox)
     _check_history(scenario, mailbox, output_dir / "chaos-report-embedded.json", faults=len(steps))
 
 
-def _run_clients_and_faults(scenario: Scenario, steps: list) -> None:
-    """32 purchasers and three rival sellers until every offer has closed, the faults meanwhile."""
+def _run_clients_and_faults(scenario: Scenario, steps: list, mailbox) -> None:
+    """32 purchasers and three rival sellers until every offer has closed, the faults meanwhile; a
+    verifier confirms most reservations of the verified offer from their mails."""
     cobuy, history, offers, tag = scenario.cobuy, scenario.history, scenario.offers, scenario.tag
     closes = [datetime.fromisoformat(o["closes_at"]).timestamp() for o in offers]
     stop_at = max(closes) + 2  # clients keep going across every deadline
@@ -185,6 +194,28 @@ def _run_clients_and_faults(scenario: Scenario, steps: list) -> None:
                            status=reply.status_code if reply is not None else None)
             time.sleep(rng.uniform(0.3, 1.0))
 
+    def verifier() -> None:
+        rng, seen = random.Random(7), set()
+        verified_title = f"Reserved: {offers[VERIFIED]['title']} "
+        while not stop.is_set() and time.time() < stop_at:
+            for mail in mailbox.matching(subject=verified_title):
+                found = VERIFY_LINK.search(mail.text)
+                if found is None or found.group(1) in seen:
+                    continue
+                seen.add(found.group(1))
+                if rng.random() < 0.2:
+                    history.record("unverified", "ok", offer=offers[VERIFIED]["id"], email=mail.to)
+                    continue  # some never confirm: they must lapse
+                reply, error = None, None
+                try:
+                    reply = requests.post(cobuy.url(f"/api/v1/reservations/{found.group(1)}/verify"),
+                                          json={"token": found.group(2)}, timeout=15)
+                except requests.RequestException as exc:
+                    error = exc
+                history.record("verify", classify(reply, error), offer=offers[VERIFIED]["id"], email=mail.to,
+                               status=reply.status_code if reply is not None else None)
+            time.sleep(0.3)
+
     def faults() -> None:
         started = time.time()
         for at, name, action in steps:
@@ -195,6 +226,7 @@ def _run_clients_and_faults(scenario: Scenario, steps: list) -> None:
 
     threads = [threading.Thread(target=purchaser, args=(n,)) for n in range(CLIENTS)]
     threads += [threading.Thread(target=seller, args=(r, n)) for n, r in enumerate(scenario.rivals)]
+    threads.append(threading.Thread(target=verifier))
     threads.append(threading.Thread(target=faults))
     for t in threads:
         t.start()
@@ -233,6 +265,15 @@ def _check_history(scenario: Scenario, mailbox, report_path, faults: int) -> Non
             ok_by_offer[op["offer"]].add(op["email"])
         elif op["outcome"] == "unknown":
             unknown_by_offer[op["offer"]].add(op["email"])
+    reserved_by_offer = {o: set(e) for o, e in ok_by_offer.items()}
+    # On the verified offer a reservation counts once confirmed: a 200 to the verify (or an unknown)
+    # is what the purchaser knows of it; a 409 is a confirmation that came after the close cut.
+    verified = offers[VERIFIED]["id"]
+    ok_by_offer[verified] = {op["email"] for op in history.of("verify", "ok")}
+    unknown_by_offer[verified] = {op["email"] for op in history.of("verify", "unknown")}
+    for op in history.of("verify", "failed"):
+        if op["status"] != 409:
+            problems.append(f"unexpected verify refusal {op}")
     for op in history.of("reserve", "failed"):
         if op["status"] not in (409, 429):
             problems.append(f"unexpected refusal {op}")
@@ -266,6 +307,23 @@ def _check_history(scenario: Scenario, mailbox, report_path, faults: int) -> Non
                     problems.append(f"{kind} to {email}: {len(ids)} distinct mails")
                 elif len(mails) > 1:
                     report.setdefault("resent_same_message_id", []).append(email)  # the documented window
+        if offer["id"] == verified:
+            lapsed = reserved_by_offer.get(verified, set()) - in_db
+            told = [e for e in lapsed if any(title in m.subject and "oncluded" in m.subject
+                                             for m in mailbox.matching(to=e))]
+            if told:
+                problems.append(f"{title}: {len(told)} unconfirmed purchasers were told of the close")
+            if not lapsed or not in_db:
+                problems.append(f"{title}: {len(in_db)} confirmed and {len(lapsed)} lapsed: the run proved nothing")
+        windows = _price_drop_windows(system, offer["id"])
+        drops = defaultdict(set)
+        for mail in mailbox.matching(subject=f"Price drop: {title} "):
+            drops[mail.to].add(mail.message["Message-ID"])
+        if not set(drops) <= in_db:
+            problems.append(f"{title}: price drops to {len(set(drops) - in_db)} purchasers without a counted reservation")
+        if any(len(ids) > windows for ids in drops.values()):
+            problems.append(f"{title}: a purchaser got more price-drop mails than the {windows} windows")
+        report.setdefault("price_drop_mails", {})[title] = sum(len(ids) for ids in drops.values())
         invitations = Counter(m.to for m in mailbox.matching(subject=f"on {title}") if m.subject.startswith("Invitation"))
         holder_at_invite = {holder["email"]} | {r["email"] for r in rivals}
         if not invitations or max(invitations.values()) != 1 or not set(invitations) <= holder_at_invite:
@@ -281,7 +339,8 @@ def _check_history(scenario: Scenario, mailbox, report_path, faults: int) -> Non
     report["reservations_in_db"] = {o["title"]: len(truth[o["id"]]) for o in offers}
     report_path.write_text(json.dumps(report, indent=2, default=str))
     assert len(history.of("fault")) == faults
-    assert sum(len(v) for v in ok_by_offer.values()) > 150, report["ops"]
+    assert sum(len(v) for v in reserved_by_offer.values()) > 150, report["ops"]
+    assert sum(report["price_drop_mails"].values()) > 0, "no price-drop traffic in the run"
     assert not problems, "\n".join(problems[:30])
 
 
@@ -322,6 +381,19 @@ def _reservations_in_db(system: RunningSystem, offer_ids: list[str]) -> dict[str
     for row in rows:
         found[row.offer_id].add(row.email)
     return found
+
+
+def _price_drop_windows(system: RunningSystem, offer_id: str) -> int:
+    """How many of the offer's price-drop windows have left."""
+    from services.mailer.tables import price_drops as p
+
+    runtime = system.runtime("mailer")
+    try:
+        with runtime.sessions() as session:
+            return session.execute(select(func.count()).select_from(p).where(
+                p.c.offer_id == offer_id, p.c.sent_at.is_not(None))).scalar_one()
+    finally:
+        runtime.engine.dispose()
 
 
 def _delivery_states(system: RunningSystem) -> dict:

@@ -221,3 +221,42 @@ def test_axe_finds_nothing_serious_on_the_home_offer_reserved_and_cancel_pages(c
     finally:
         context.close()
     assert {where: v for where, v in found.items() if v} == {}
+
+
+def test_a_verified_offer_asks_to_check_the_mail_and_its_link_confirms_without_javascript(cobuy, browser, mailbox,
+                                                                                          output_dir):
+    """SPEC §10 in the browser: scripts off for the purchaser; axe on the two new pages, scripts on."""
+    offer = cobuy.create_offer(cobuy.register_seller(), title="Verified lamp", minimum_reservations=2,
+                               verify_emails=True)
+    buyer = unique_email("verify-browser")
+    context = browser.new_context(viewport=PHONE, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(cobuy.base_url + f"/offers/{offer['id']}")
+        assert "0 of 2 confirmed reservations needed" in page.inner_text("#tally")
+        page.fill("#name", "Vera Verify")
+        page.fill("#email", buyer)
+        page.click("button[type=submit]")
+        page.wait_for_selector("text=Check your e-mail to confirm")
+        [mail] = mailbox.wait(1, to=buyer, subject="Reserved: Verified lamp", timeout=60)
+        link = next(word for word in mail.text.split() if "/verify?token=" in word)
+        page.goto(link)
+        page.click("text=Confirm my reservation")
+        page.wait_for_selector("text=is confirmed and counts now")
+        page.screenshot(path=str(output_dir / "verified.png"), full_page=True)
+    finally:
+        context.close()
+    cobuy.wait_offer(offer["id"], lambda o: o["reservation_count"] == 1, what="the confirmed reservation counted")
+    if not AXE.exists():
+        return
+    context = browser.new_context(viewport=DESKTOP)
+    try:
+        page = context.new_page()
+        page.goto(link)
+        found = {"verify": serious_violations(page)}
+        page.click("text=Confirm my reservation")  # used already: the refusal, in words
+        page.wait_for_selector("text=confirmed already")
+        found["verify refused"] = serious_violations(page)
+    finally:
+        context.close()
+    assert {where: v for where, v in found.items() if v} == {}

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.conftest import own_system
-from tests.support import Cobuy, instant, unique_email, wait_for
+from tests.support import Cobuy, at_once, instant, unique_email, wait_for
 
 VERIFY_LINK = re.compile(r"(https?://[^\s]+/reservations/([0-9a-f-]+)/verify\?token=([0-9a-f]+))")
 
@@ -102,6 +102,19 @@ def test_a_verify_link_used_twice_or_for_another_reservation_is_refused(cobuy, m
     cobuy.wait_offer(offer["id"], lambda o: o["reservation_count"] == 1, what="only Ann's counted")
     assert verify_by_page(cobuy, bob_link.split(cobuy.base_url, 1)[1]).status_code == 200
     cobuy.wait_offer(offer["id"], lambda o: o["reservation_count"] == 2, what="Bob's counted too")
+
+
+def test_the_same_verify_link_ten_times_at_once_confirms_once(cobuy, mailbox):
+    offer = cobuy.create_offer(cobuy.register_seller(), verify_emails=True)
+    buyer = unique_email("tenfold")
+    assert cobuy.reserve(offer["id"], buyer).status_code == 201
+    _, reservation_id, token = verify_link(mailbox, buyer)
+    replies = at_once(10, lambda: verify_by_api(cobuy, reservation_id, token))
+    assert sorted(r.status_code for r in replies) == [200] + [409] * 9
+    assert {r.json()["code"] for r in replies if r.status_code == 409} == {"already_verified"}
+    cobuy.wait_offer(offer["id"], lambda o: o["reservation_count"] == 1, what="counted once")
+    time.sleep(1)
+    assert cobuy.offer(offer["id"])["reservation_count"] == 1
 
 
 def test_verifies_racing_the_close_are_counted_or_refused_and_the_mails_agree(cobuy, mailbox):

@@ -20,6 +20,8 @@ from shared.validation import Email, StrictInteger, Text
     ("/api/v1/reservations/r1", "reservation"),
     ("/api/v1/webhooks", "mailer"),
     ("/api/v1/webhooks/w1/deliveries", "mailer"),
+    ("/api/v1/reservations/r1/verify", "reservation"),  # SPEC §10: the confirmation, by API
+    ("/reservations/r1/verify", "catalog"),             # and its page
     ("/", "catalog"),
     ("/offers/abc", "catalog"),
     ("/internal/auth", None),
