@@ -464,7 +464,7 @@ def b8(bench: "Bench") -> None:
     crowd = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "sse_clients.py"), "--port", str(bench.port), "--clients",
          str(args.sse_clients), "--procs", str(args.sse_procs), "--path", f"/api/v1/offers/{offer['id']}/stream",
-         "--seconds", str(args.b1_seconds + 5)], stdout=subprocess.PIPE, text=True)
+         "--seconds", str(args.b1_seconds + 10)], stdout=subprocess.PIPE, text=True)
     opened = json.loads(crowd.stdout.readline())  # B1 starts once the crowd is in place
     rss: dict = {}
     sampler = threading.Timer(args.b1_seconds / 2, lambda: rss.update(bench.rss_by_component()))
@@ -508,7 +508,7 @@ def b8(bench: "Bench") -> None:
         "b1_errors": load["errors"], "gateway_cpu_s": cpu.get("gateway"), "gateway_rss_mb": rss.get("gateway"),
         "crowd": seen["procs"], "crowd_cpu_s": crowd_cpu,
         "machine": {"wall_s": round(wall, 1), "busy_cpu_s": round(busy, 1), "cores": os.cpu_count(),
-                    "not_measured_here_cpu_s": round(busy - sum(cpu.values()) - crowd_cpu * args.b1_seconds / (args.b1_seconds + 5), 1),
+                    "not_measured_here_cpu_s": round(busy - sum(cpu.values()) - crowd_cpu * args.b1_seconds / (args.b1_seconds + 10), 1),
                     "loadavg_after": os.getloadavg()},
         "cpu_s": cpu, "ok": p99 is not None and p99 <= 1 and seen["clients_connected"] == args.sse_clients
         and (ratio is None or ratio >= 0.8),
