@@ -9,7 +9,7 @@ from shared import logs
 from shared.runtime import Runtime
 from shared.web import create_service_app
 
-from . import SERVICE
+from . import SERVICE, languages
 from .api import internal_bp, offers_bp, sellers_bp
 from .pages import pages_bp
 from .tables import rate_limits
@@ -22,6 +22,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     app.config["WTF_CSRF_TIME_LIMIT"] = None  # a page left open for a day still submits
     app.config["WTF_CSRF_SSL_STRICT"] = False
     app.extensions["cobuy.limiter"] = runtime.rate_limiter(rate_limits)
+    languages.install(app)
     csrf = CSRFProtect(app)
     for blueprint in (sellers_bp, offers_bp, internal_bp):
         csrf.exempt(blueprint)

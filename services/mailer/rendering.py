@@ -3,6 +3,10 @@
 `<kind>.txt` starts with a `Subject:` line, then a blank line, then the body;
 `<kind>.html` is the HTML alternative. COBUY_MAIL_TEMPLATE_DIR may hold an operator's
 own versions, which win over the shipped ones.
+
+Each mail speaks its recipient's language (SPEC §12): the templates mark their words with
+`_()` / `ngettext()` (Jinja's i18n extension), translated from `translations/<lang>` (compiled
+by `make install`); money and instants are written the language's way.
 """
 from __future__ import annotations
 
@@ -17,17 +21,27 @@ from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 
+from babel.support import NullTranslations, Translations
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from shared import clock
+from shared import clock, languages
 from shared.money import format_money
 
 SHIPPED = Path(__file__).parent / "templates"
+TRANSLATIONS = Path(__file__).parent / "translations"
 
 
-def _when(value: str | datetime) -> str:
+def _when(value: str | datetime, lang: str = languages.DEFAULT) -> str:
     instant = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return clock.to_utc(instant).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return languages.format_instant(clock.to_utc(instant), lang)
+
+
+def translations(lang: str) -> NullTranslations:
+    """The compiled catalog of `lang`; English is the templates' own words."""
+    found = Translations.load(str(TRANSLATIONS), [lang])
+    if lang != languages.DEFAULT and not isinstance(found, Translations):
+        raise RuntimeError(f"no compiled {lang} mail catalog under {TRANSLATIONS}: run `make install`")
+    return found
 
 
 class Renderer:
@@ -39,26 +53,37 @@ class Renderer:
         loaders = [FileSystemLoader(str(SHIPPED))]
         if template_dir:
             loaders.insert(0, FileSystemLoader(str(template_dir)))
-        common = dict(loader=ChoiceLoader(loaders), undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-        self.text_env = Environment(autoescape=False, **common)
-        self.html_env = Environment(autoescape=select_autoescape(["html"]), **common)
-        for env in (self.text_env, self.html_env):
-            env.filters["money"] = format_money
-            env.filters["when"] = _when
+        self.loader = ChoiceLoader(loaders)
+        self.envs = {lang: self._environments(lang) for lang in languages.LANGUAGES}
+
+    def _environments(self, lang: str) -> tuple[Environment, Environment]:
+        """(text, html) for one language: its words, money and instants."""
+        common = dict(loader=self.loader, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                      extensions=["jinja2.ext.i18n"])
+        text_env = Environment(autoescape=False, **common)
+        html_env = Environment(autoescape=select_autoescape(["html"]), **common)
+        catalog = translations(lang)
+        for env in (text_env, html_env):
+            env.install_gettext_translations(catalog, newstyle=True)
+            env.filters["money"] = lambda minor, currency: format_money(minor, currency, lang)
+            env.filters["when"] = lambda value: _when(value, lang)
+        return text_env, html_env
 
     def render(self, template: str, context: dict, recipient: str, recipient_name: str, extra: dict,
                message_id: str) -> Message:
-        values = {**context, **extra, "recipient": recipient, "recipient_name": recipient_name,
+        lang = languages.supported(extra.get("lang")) or languages.DEFAULT
+        text_env, html_env = self.envs[lang]
+        values = {**context, **extra, "lang": lang, "recipient": recipient, "recipient_name": recipient_name,
                   "public_url": self.public_url,
                   "offer_url": f"{self.public_url}/offers/{context.get('offer_id', '')}"}
         if "cancel_token" in extra:
             values["cancel_url"] = (f"{self.public_url}/reservations/{extra['reservation_id']}"
                                     f"/cancel?token={extra['cancel_token']}")
-        text = self.text_env.get_template(f"{template}.txt").render(values)
+        text = text_env.get_template(f"{template}.txt").render(values)
         head, _, body = text.partition("\n\n")
         if not head.startswith("Subject:"):
             raise ValueError(f"{template}.txt must start with a Subject: line")
-        html = self.html_env.get_template(f"{template}.html").render(values)
+        html = html_env.get_template(f"{template}.html").render(values)
         # The compat32 MIME classes: a quarter of the CPU of EmailMessage's header registry, which
         # matters at 10,000 mails. They do not refuse CR/LF in a header, so _header does.
         message = MIMEMultipart("alternative", _subparts=[_text(body, "plain"), _text(html, "html")])

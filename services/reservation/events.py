@@ -26,6 +26,7 @@ class ReservationAccepted(Event):
     email: str
     cancel_token: str
     offer: ReservedOffer
+    lang: str = "en"  # optional, same VERSION: the language of the purchaser's mails (SPEC §12)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class ReservationCancelled(Event):
     name: str
     email: str
     offer: CancelledOffer
+    lang: str = "en"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class Purchaser:
     id: str
     name: str
     email: str
+    lang: str = "en"
 
 
 @dataclass(frozen=True)

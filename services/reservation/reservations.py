@@ -20,7 +20,7 @@ import requests
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import clock, lookup
+from shared import clock, languages, lookup
 from shared import config as config_module
 from shared.config import Config
 from shared.db import advisory_lock, dialect_insert, insert_ignore, lock_key
@@ -148,9 +148,10 @@ def _reservation_dict(row, secret: str) -> dict:
     return {"id": row.id, "offer_id": row.offer_id, "status": row.status, "cancel_token": cancel_token(secret, row.id)}
 
 
-def _accepted_event(session: Session, offer, reservation_id: str, name: str, email: str, secret: str) -> None:
+def _accepted_event(session: Session, offer, reservation_id: str, name: str, email: str, secret: str,
+                    lang: str) -> None:
     record_event(session, outbox, SERVICE, ReservationAccepted(
-        reservation_id=reservation_id, offer_id=offer.id, name=name, email=email,
+        reservation_id=reservation_id, offer_id=offer.id, name=name, email=email, lang=lang,
         cancel_token=cancel_token(secret, reservation_id),
         offer=ReservedOffer(title=offer.title, currency=offer.currency, closes_at=offer.closes_at,
                             unit_price=offer.unit_price, minimum_reservations=offer.minimum_reservations,
@@ -167,7 +168,7 @@ def request_fingerprint(name: str, email: str) -> str:
 
 
 def reserve(session: Session, offer_id: str, name: str, email: str, idempotency_key: str | None,
-            secret: str) -> tuple[dict, int]:
+            secret: str, lang: str = languages.DEFAULT) -> tuple[dict, int]:
     """Returns (reservation, HTTP status): 201 when this request made the reservation active, 200 for
     a repeat of an active one. A replayed Idempotency-Key gets the first answer, status included.
 
@@ -183,7 +184,7 @@ def reserve(session: Session, offer_id: str, name: str, email: str, idempotency_
     if _is_closed(offer):
         metrics.RESERVATIONS.labels("closed").inc()
         raise Problem(409, "offer_closed", "This offer is closed to reservations.")
-    reservation, status = _reserve(session, offer, name, email, secret)
+    reservation, status = _reserve(session, offer, name, email, secret, lang)
     if idempotency_key and not insert_ignore(session, idempotency_keys, {
             "offer_id": offer_id, "key": idempotency_key, "fingerprint": fingerprint,
             "reservation_id": reservation["id"], "status_code": status, "created_at": clock.now()},
@@ -210,19 +211,19 @@ def _replay(session: Session, offer_id: str, key: str, fingerprint: str, secret:
     return {**_reservation_dict(row, secret), "status": "active"}, bound.status_code
 
 
-def _reserve(session: Session, offer, name: str, email: str, secret: str) -> tuple[dict, int]:
+def _reserve(session: Session, offer, name: str, email: str, secret: str, lang: str) -> tuple[dict, int]:
     """One reservation per (offer, e-mail): the statements find what the purchaser had, the rule
     says what the request does with it."""
-    row, status_before = _claim(session, offer, name, email)
+    row, status_before = _claim(session, offer, name, email, lang)
     if not activates(reserve_outcome(status_before)):
         metrics.RESERVATIONS.labels("repeat").inc()
         return _reservation_dict(row, secret), 200
-    _accepted_event(session, offer, row.id, name, email, secret)
+    _accepted_event(session, offer, row.id, name, email, secret, lang)
     metrics.RESERVATIONS.labels("accepted").inc()
     return _reservation_dict(row, secret), 201
 
 
-def _claim(session: Session, offer, name: str, email: str) -> tuple:
+def _claim(session: Session, offer, name: str, email: str, lang: str) -> tuple:
     """(the reservation, its status before this request: None when it is new). Each state change
     is one conditional statement, so of many identical requests at once exactly one changes the
     state and so records the event."""
@@ -230,7 +231,7 @@ def _claim(session: Session, offer, name: str, email: str) -> tuple:
     inserted = session.execute(
         dialect_insert(session, reservations).values(
             id=str(uuid.uuid4()), offer_id=offer.id, name=name, email=email, email_key=email_key,
-            status="active", created_at=clock.now(),
+            status="active", created_at=clock.now(), lang=lang,
         ).on_conflict_do_nothing(index_elements=["offer_id", "email_key"]).returning(*reservations.c)
     ).first()
     if inserted is not None:
@@ -238,7 +239,7 @@ def _claim(session: Session, offer, name: str, email: str) -> tuple:
     this_one = (reservations.c.offer_id == offer.id, reservations.c.email_key == email_key)
     reactivated = session.execute(
         update(reservations).where(*this_one, reservations.c.status == "cancelled")
-        .values(status="active", cancelled_at=None, name=name, created_at=clock.now())
+        .values(status="active", cancelled_at=None, name=name, created_at=clock.now(), lang=lang)
         .returning(*reservations.c)
     ).first()
     if reactivated is not None:
@@ -276,6 +277,7 @@ def cancel(session: Session, reservation_id: str, token: str | None, secret: str
         return
     record_event(session, outbox, SERVICE, ReservationCancelled(
         reservation_id=cancelled.id, offer_id=cancelled.offer_id, name=cancelled.name, email=cancelled.email,
+        lang=cancelled.lang,
         offer=CancelledOffer(title=offer.title, currency=offer.currency, closes_at=offer.closes_at),
     ))
     metrics.RESERVATIONS.labels("cancelled").inc()
@@ -283,7 +285,8 @@ def cancel(session: Session, reservation_id: str, token: str | None, secret: str
 
 def active_reservations(session: Session, offer_id: str) -> list:
     return session.execute(
-        select(reservations.c.id, reservations.c.name, reservations.c.email, reservations.c.created_at)
+        select(reservations.c.id, reservations.c.name, reservations.c.email, reservations.c.created_at,
+               reservations.c.lang)
         .where(reservations.c.offer_id == offer_id, reservations.c.status == "active")
         .order_by(reservations.c.created_at, reservations.c.id)
     ).all()
@@ -328,7 +331,7 @@ def cut(session: Session, offer_id: str) -> None:
     rows = active_reservations(session, offer_id)
     record_event(session, outbox, SERVICE, ReservationsFinalised(
         offer_id=offer_id, final_count=len(rows),
-        reservations=[Purchaser(id=r.id, name=r.name, email=r.email) for r in rows],
+        reservations=[Purchaser(id=r.id, name=r.name, email=r.email, lang=r.lang) for r in rows],
     ))
 
 

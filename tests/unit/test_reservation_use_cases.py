@@ -147,7 +147,8 @@ def test_the_deadline_cut_lists_only_active_reservations_and_closes_the_offer(se
         use_cases.on_deadline_reached(session, Envelope("OfferDeadlineReached", {"offer_id": "o1"}, "auction"))
     [finalised] = recorded(sessions, outbox, "ReservationsFinalised")
     assert finalised.data["final_count"] == 1
-    assert finalised.data["reservations"] == [{"id": kept["id"], "name": "Ann", "email": "ann@example.org"}]
+    assert finalised.data["reservations"] == [{"id": kept["id"], "name": "Ann", "email": "ann@example.org",
+                                                  "lang": "en"}]
     with pytest.raises(Problem) as refused:  # closed by the cut, before the deadline
         reserve(sessions, "cid@example.org", "Cid")
     assert refused.value.code == "offer_closed"
