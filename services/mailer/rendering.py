@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import csv
 import io
+import textwrap
+import unicodedata
 from datetime import datetime
 from email.charset import QP, Charset
 from email.header import Header
@@ -34,6 +36,17 @@ TRANSLATIONS = Path(__file__).parent / "translations"
 def _when(value: str | datetime, lang: str = languages.DEFAULT) -> str:
     instant = datetime.fromisoformat(value) if isinstance(value, str) else value
     return languages.format_instant(clock.to_utc(instant), lang)
+
+
+def label(words: str, width: int) -> str:
+    """`words:` padded to `width` columns, so the values after a column of labels line up in any
+    language (a Japanese character takes two columns in a fixed-width font)."""
+    columns = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in words) + 1
+    return f"{words}:" + " " * max(width - columns, 1)
+
+
+def _wrap(text: str) -> str:
+    return "\n".join(textwrap.wrap(text, 80, break_long_words=False, break_on_hyphens=False))
 
 
 def translations(lang: str) -> NullTranslations:
@@ -67,6 +80,8 @@ class Renderer:
             env.install_gettext_translations(catalog, newstyle=True)
             env.filters["money"] = lambda minor, currency: format_money(minor, currency, lang)
             env.filters["when"] = lambda value: _when(value, lang)
+            env.filters["label"] = label
+            env.filters["wrap"] = (lambda text: text) if lang == "ja" else _wrap  # Japanese breaks anywhere
         return text_env, html_env
 
     def render(self, template: str, context: dict, recipient: str, recipient_name: str, extra: dict,
