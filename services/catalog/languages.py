@@ -42,11 +42,11 @@ def _remember(response: Response) -> Response:
 
 
 def switcher() -> list[dict]:
-    """The other languages' links: this page with `lang=` set (and its other arguments kept)."""
+    """Every language, each a link to this page with `lang=` set (its other arguments kept)."""
     args = {k: v for k, v in request.args.items() if k != languages.QUERY}
-    return [{"lang": lang, "name": languages.NAMES[lang],
+    return [{"lang": lang, "name": languages.NAMES[lang], "current": lang == current(),
              "href": f"{request.path}?{urlencode({**args, languages.QUERY: lang})}"}
-            for lang in languages.LANGUAGES if lang != current()]
+            for lang in languages.LANGUAGES]
 
 
 def install(app: Flask) -> None:
