@@ -31,13 +31,14 @@ def _choose() -> None:
 
 def _remember(response: Response) -> Response:
     """`?lang=` sticks: the next page, without it, speaks the same language."""
+    if response.mimetype != "text/html":  # the API speaks JSON, in no language
+        return response
     asked = languages.supported(request.args.get(languages.QUERY))
     if asked and request.cookies.get(languages.COOKIE) != asked:
         response.set_cookie(languages.COOKIE, asked, max_age=YEAR, samesite="Lax", httponly=True,
                             secure=request.headers.get("X-Forwarded-Proto") == "https")
-    if response.mimetype == "text/html":
-        response.vary.update(("Accept-Language", "Cookie"))
-        response.content_language = current()
+    response.vary.update(("Accept-Language", "Cookie"))
+    response.content_language = current()
     return response
 
 

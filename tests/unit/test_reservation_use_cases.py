@@ -26,9 +26,9 @@ def sessions(sessions_for, at):
     return sessions
 
 
-def reserve(sessions, email="ann@example.org", name="Ann", key=None, offer_id="o1"):
+def reserve(sessions, email="ann@example.org", name="Ann", key=None, offer_id="o1", lang="en"):
     with sessions.begin() as session:
-        return use_cases.reserve(session, offer_id, name, email, key, SECRET)
+        return use_cases.reserve(session, offer_id, name, email, key, SECRET, lang)
 
 
 def cancel(sessions, reservation):
@@ -195,3 +195,18 @@ def test_on_start_every_open_offer_gets_a_true_count(sessions):
     with sessions() as session:
         assert session.execute(select(tallies.c.count, tallies.c.version)).one() == (1, 1)
         assert session.execute(select(offers.c.closed)).scalar_one() is False
+
+
+def test_the_language_a_purchaser_reserved_in_is_kept_and_told_with_each_of_her_events(sessions):
+    first, _ = reserve(sessions, "ann@example.org", lang="ja")
+    cancel(sessions, first)
+    reserve(sessions, "ann@example.org", lang="en")  # back again, from an English page this time
+    reserve(sessions, "bob@example.org", "Bob")
+    accepted = [e.data["lang"] for e in recorded(sessions, outbox, "ReservationAccepted")]
+    assert accepted == ["ja", "en", "en"]
+    assert [e.data["lang"] for e in recorded(sessions, outbox, "ReservationCancelled")] == ["ja"]
+    with sessions.begin() as session:
+        use_cases.on_deadline_reached(session, Envelope("OfferDeadlineReached", {"offer_id": "o1"}, "auction"))
+    [finalised] = recorded(sessions, outbox, "ReservationsFinalised")
+    assert sorted((p["email"], p["lang"]) for p in finalised.data["reservations"]) == [
+        ("ann@example.org", "en"), ("bob@example.org", "en")]
