@@ -172,11 +172,12 @@ def reserve(offer_id):
     try:
         reply = _http.post(  # the purchaser's mails speak the language of the page they reserved from
             f"{_reservation_api()}/api/v1/offers/{offer_id}/reservations",
-            json={**form, "lang": languages.current()}, timeout=10, headers={"X-Correlation-Id": logs.correlation_id() or "",
-                                            "X-Forwarded-For": client_address()},
+            json={**form, "lang": languages.current()}, timeout=10,
+            headers={"X-Correlation-Id": logs.correlation_id() or "", "X-Forwarded-For": client_address()},
         )
     except requests.RequestException:
-        return _offer_with_errors(offer, form, {"form": [_("We could not take your reservation just now. Please try again.")]}, 503)
+        return _offer_with_errors(
+            offer, form, {"form": [_("We could not take your reservation just now. Please try again.")]}, 503)
     body = reply.json() if reply.headers.get("content-type", "").endswith("json") else {}
     if reply.status_code in (200, 201):
         return render_template("reserved.html", offer=offer, reservation=body, repeat=reply.status_code == 200,

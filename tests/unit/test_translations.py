@@ -154,7 +154,8 @@ def _page_contexts() -> dict[str, list[dict]]:
                        dict(offer_page, offer=concluded, errors={}),
                        dict(offer_page, offer=failed, errors={}),
                        *[dict(offer_page, offer=_offer(reservation_count=3), errors=e) for e in refusals]],
-        "reserved.html": [dict(offer=_offer(), reservation={}, repeat=repeat, cancel_url="/reservations/r1/cancel?token=a")
+        "reserved.html": [dict(offer=_offer(), reservation={}, repeat=repeat,
+                               cancel_url="/reservations/r1/cancel?token=a")
                           for repeat in (False, True)],
         "cancel.html": [dict(reservation_id="r1", token="ab", done=False, error=None, offer=_offer()),
                         dict(reservation_id="r1", token="ab", done=True, error=None, offer=_offer()),
@@ -187,7 +188,8 @@ def _render_pages(app, lang: str) -> dict[str, str]:
 
 
 def test_every_page_template_has_a_context_here(page_app):
-    shipped = {p.name for p in (ROOT / "services/catalog/templates").glob("*.html") if not p.name.startswith("_")} - {"base.html"}  # every page extends base.html
+    templates = (ROOT / "services/catalog/templates").glob("*.html")
+    shipped = {p.name for p in templates if not p.name.startswith("_")} - {"base.html"}  # every page extends it
     with page_app.test_request_context("/"):
         assert shipped == set(_page_contexts())
 
@@ -226,7 +228,8 @@ def test_the_tally_says_one_reservation_two_reservations_or_counts_them_in_japan
 
 CLOSES = (NOW + timedelta(days=1)).isoformat()
 CONDITION = {"seller_id": "s2", "seller_name": "鈴木自転車", "unit_price": 30000, "minimum_reservations": 3}
-BUYERS = [{"id": "r1", "name": "佐藤花子", "email": "hanako@example.jp"}, {"id": "r2", "name": "田中", "email": "t@example.jp"}]
+BUYERS = [{"id": "r1", "name": "佐藤花子", "email": "hanako@example.jp"},
+          {"id": "r2", "name": "田中", "email": "t@example.jp"}]
 MAILS = {
     "reservation_accepted": {"title": "電動自転車", "currency": "jpy", "closes_at": CLOSES, "unit_price": 39900,
                              "minimum_reservations": 3, "holder_name": "山田商店"},
