@@ -51,6 +51,9 @@ def switcher() -> list[dict]:
 
 
 def install(app: Flask) -> None:
+    for lang in languages.LANGUAGES:  # Flask-Babel would fall back to English without a word
+        if lang != languages.DEFAULT and not (TRANSLATIONS / lang / "LC_MESSAGES" / "messages.mo").exists():
+            raise RuntimeError(f"no compiled {lang} page catalog under {TRANSLATIONS}: run `make install`")
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS)
     Babel(app, locale_selector=current)
     app.before_request(_choose)
