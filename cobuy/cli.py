@@ -44,6 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     mail_retry = mail.add_parser("retry", help="queue failed mails again")
     mail_retry.add_argument("ids", nargs="*", type=int)
 
+    hooks = commands.add_parser("webhooks", help="sellers' webhook endpoints").add_subparsers(dest="action",
+                                                                                            required=True)
+    hooks_list = hooks.add_parser("list", help="endpoints, their messages by state and their lag")
+    hooks_list.add_argument("--seller", help="a seller id")
+    hooks_list.add_argument("--disabled", action="store_true", help="only disabled endpoints")
+    hooks_retry = hooks.add_parser("retry", help="re-enable endpoints and queue their failed messages again")
+    hooks_retry.add_argument("ids", nargs="*", metavar="ENDPOINT_ID", help="none: every disabled endpoint")
+
     outbox = commands.add_parser("outbox", help="outboxes").add_subparsers(dest="action", required=True)
     outbox.add_parser("status", help="per service: waiting events, the oldest one's age, quarantined events")
     outbox_retry = outbox.add_parser("retry", help="put quarantined events back in line (after a fix)")
@@ -85,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
             print(ops.dumps(ops.mail_list(config, args.to, args.offer, args.state, args.limit)))
         else:
             print(f"{ops.mail_retry(config, args.ids)} mail(s) queued again")
+        return 0
+    if args.command == "webhooks":
+        if args.action == "list":
+            print(ops.dumps(ops.webhooks_list(config, args.seller, args.disabled)))
+            return 0
+        enabled, queued = ops.webhooks_retry(config, args.ids)
+        print(f"{enabled} endpoint(s) re-enabled, {queued} message(s) queued again")
         return 0
     if args.command == "outbox":
         if args.action == "status":

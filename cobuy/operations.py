@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from importlib import import_module
 
 from sqlalchemy import select, update
@@ -92,6 +93,31 @@ def mail_retry(config: Config, ids: list[int] | None = None) -> int:
             return session.execute(stmt.values(state="pending", attempts=0, next_attempt_at=clock.now())).rowcount
     finally:
         runtime.engine.dispose()
+
+
+@contextmanager
+def _service_session(config: Config, service: str, write: bool = False):
+    """A session on one service's database, in a transaction when `write`, its engine disposed after."""
+    runtime = Runtime.create(service, config)
+    try:
+        with (runtime.sessions.begin() if write else runtime.sessions()) as session:
+            yield session
+    finally:
+        runtime.engine.dispose()
+
+
+def webhooks_list(config: Config, seller: str | None = None, disabled: bool = False) -> list[dict]:
+    from services.mailer.webhooks.operations import endpoint_list
+
+    with _service_session(config, "mailer") as session:
+        return endpoint_list(session, seller, disabled)
+
+
+def webhooks_retry(config: Config, endpoint_ids: list[str]) -> tuple[int, int]:
+    from services.mailer.webhooks.operations import retry
+
+    with _service_session(config, "mailer", write=True) as session:
+        return retry(session, endpoint_ids)
 
 
 def offers_list(config: Config, status: str | None = None) -> list[dict]:

@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import copy
 
-API_SERVICES = ("catalog", "reservation", "auction")
+API_SERVICES = ("catalog", "reservation", "auction", "mailer")
 PROTECTED = {
     ("/api/v1/sellers/me", "get"),
     ("/api/v1/offers", "post"),
     ("/api/v1/offers/{offer_id}/counter-offers", "post"),
     ("/api/v1/offers/{offer_id}/reservations", "get"),
+    ("/api/v1/webhooks", "get"),
+    ("/api/v1/webhooks", "post"),
+    ("/api/v1/webhooks/{endpoint_id}", "get"),
+    ("/api/v1/webhooks/{endpoint_id}", "delete"),
+    ("/api/v1/webhooks/{endpoint_id}/deliveries", "get"),
 }
 
 

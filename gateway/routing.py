@@ -9,6 +9,7 @@ _API = [
     (re.compile(r"^/api/v1/offers/[^/]+/reservations/?$"), "reservation"),
     (re.compile(r"^/api/v1/reservations(/.*)?$"), "reservation"),
     (re.compile(r"^/api/v1/offers(/[^/]+)?/?$"), "catalog"),
+    (re.compile(r"^/api/v1/webhooks(/.*)?$"), "mailer"),
 ]
 PAGES_SERVICE = "catalog"
 OWN_PATHS = {"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"}

@@ -6,9 +6,11 @@ hands each change to the streams that watch that offer. Why a poll of the read m
 queue per worker: docs/adr/0009-live-streams-poll-the-read-model.md.
 
 Per-offer streams carry the offer's version as event id; the all-offers stream carries catalog's
-instant of the poll (µs), which a resume hands back as `since`. A slow client never holds others up:
-it has one pending message per offer, replaced by newer ones (coalescing), and the poll period
-bounds each offer to four events a second.
+instant of the poll (µs), which a resume hands back as `since`. Each change is serialised once per
+worker and written by the poll itself to every stream that keeps up (`Direct`). A slow client never
+holds others up: it has one pending message per offer, replaced by newer ones (coalescing), written
+by its own task; the poll period bounds each offer to four events a second (fewer when a crowd's writes
+would take more than a quarter of the worker).
 """
 from __future__ import annotations
 
@@ -24,8 +26,11 @@ from aiohttp import web
 log = logging.getLogger("gateway.streams")
 
 POLL_SECONDS = 0.25
+MAX_POLL_SECONDS = 1.0
+FAN_OUT_SHARE = 0.25  # of a worker's time, at most, spent writing events to streams
 KEEPALIVE_SECONDS = 15.0
 ALL = "*"
+FAN_OUT_SLICE = 200  # streams written between two turns of the event loop
 MAX_IDS = 200  # catalog's limit per question; more watched offers: ask for all and filter here
 OFFER_ID = re.compile(r"[A-Za-z0-9-]{1,36}")
 HEADERS = {
@@ -49,8 +54,35 @@ def resume_point(request: web.Request) -> int | None:
     return int(raw) if raw.isdigit() and len(raw) <= 20 else None
 
 
+class Direct:
+    """Writes a stream's events straight to its socket, from the poll that found them.
+
+    A change watched by 5,000 streams is then one loop over them, each one `transport.write`, and
+    not 5,000 tasks woken to write the same bytes (what it cost: docs/performance.md, B8). Only a
+    stream whose socket keeps up takes this path; one with bytes still queued (a slow reader) gets
+    its events coalesced by its own task, so it never holds the others up."""
+
+    SLOW_BYTES = 16 * 1024
+
+    def __init__(self, request: web.Request, response: web.StreamResponse):
+        self.transport = request.transport
+        # aiohttp frames an HTTP/1.1 stream of unknown length in chunks; HTTP/1.0 reads to the close
+        self.chunked = response.headers.get("Transfer-Encoding", "").lower() == "chunked"
+
+    def ready(self) -> bool:
+        transport = self.transport
+        return transport is not None and not transport.is_closing() \
+            and transport.get_write_buffer_size() <= self.SLOW_BYTES
+
+    def frame(self, data: bytes) -> bytes:
+        return b"%x\r\n%s\r\n" % (len(data), data) if self.chunked else data
+
+    def write(self, framed: bytes) -> None:
+        self.transport.write(framed)
+
+
 class Subscriber:
-    """One stream: what it has been sent (per offer) and what waits to be written."""
+    """One stream: what it has been sent (per offer) and what waits to be written by its task."""
 
     def __init__(self, key: str):
         self.key = key  # an offer id, or ALL
@@ -58,13 +90,27 @@ class Subscriber:
         self.pending: dict[str, tuple[int, bytes]] = {}
         self.last_id = 0
         self.wake = asyncio.Event()
+        self.direct: Direct | None = None  # set once the stream's head and backlog are written
 
-    def offer(self, offer_id: str, version: int, data: bytes, cursor: int) -> None:
+    def offer(self, offer_id: str, version: int, data: bytes, cursor: int, framed: dict | None = None) -> None:
+        """Takes an offer's state if newer than what this stream has had: written at once when the
+        stream keeps up, else left for its task. `framed` caches the bytes per event id and framing
+        for the other streams of the same delivery."""
         if version <= self.sent.get(offer_id, 0):
             return
         self.sent[offer_id] = version
         # ids only grow, on the all-offers stream too (a resume's answer can be older than a poll's)
         self.last_id = version if self.key != ALL else max(self.last_id, cursor)
+        direct = self.direct
+        if direct is not None and not self.pending and direct.ready():
+            key = (self.last_id, offer_id, direct.chunked)
+            chunk = framed.get(key) if framed is not None else None
+            if chunk is None:
+                chunk = direct.frame(message(self.last_id, data))
+                if framed is not None:
+                    framed[key] = chunk
+            direct.write(chunk)
+            return
         self.pending[offer_id] = (self.last_id, data)
         self.wake.set()
 
@@ -87,6 +133,7 @@ class OfferFeed:
         self._task: asyncio.Task | None = None
         self._inflight: dict[str, asyncio.Future] = {}
         self._recent: dict[str, tuple[float, dict | None]] = {}
+        self.last_fan_out = 0.0  # seconds the last poll's delivery took
 
     # -- subscribers -----------------------------------------------------------------------------
 
@@ -135,16 +182,28 @@ class OfferFeed:
     async def since(self, cursor: int) -> dict:
         return await self.fetch({"since": cursor})
 
-    def deliver(self, answer: dict, only: set[Subscriber] | None = None) -> None:
-        """Hands each offer of a catalog answer to the streams that watch it (or to `only`)."""
+    async def deliver(self, answer: dict, only: set[Subscriber] | None = None) -> float:
+        """Hands each offer of a catalog answer to the streams that watch it (or to `only`); returns
+        the seconds spent doing it. The loop is let go every `FAN_OUT_SLICE` streams, so a crowd's
+        fan-out does not stall the requests this worker proxies meanwhile (their time is not counted)."""
         everyone = self.watchers.get(ALL, set())
+        handed = 0
+        busy = 0.0
+        started = time.monotonic()
         for found in answer["offers"]:
             offer = found["offer"]
             watching = only if only is not None else self.watchers.get(offer["id"], set()) | everyone
             if watching:
-                data = json.dumps(offer, separators=(",", ":")).encode()
-                for subscriber in watching:
-                    subscriber.offer(offer["id"], found["version"], data, answer["now"])
+                data = json.dumps(offer, separators=(",", ":")).encode()  # once, for all its streams
+                framed: dict = {}
+                for subscriber in list(watching):
+                    subscriber.offer(offer["id"], found["version"], data, answer["now"], framed)
+                    handed += 1
+                    if handed % FAN_OUT_SLICE == 0:
+                        busy += time.monotonic() - started
+                        await asyncio.sleep(0)
+                        started = time.monotonic()
+        return busy + time.monotonic() - started
 
     async def _run(self) -> None:
         failures = 0
@@ -159,8 +218,15 @@ class OfferFeed:
                 failures += 1
                 if failures in (1, 10) or failures % 100 == 0:
                     log.warning("live offers: catalog did not answer the poll (%r), %d in a row", exc, failures)
-            await asyncio.sleep(max(0.0, self.poll_seconds - (time.monotonic() - started)))
+            await asyncio.sleep(max(0.0, self.period() - (time.monotonic() - started)))
         self.cursor = None
+
+    def period(self) -> float:
+        """The time between two polls: POLL_SECONDS, stretched (up to MAX_POLL_SECONDS, well within
+        catalog's 2 s look-back) so that writing to the streams takes at most FAN_OUT_SHARE of the
+        worker. A crowd on a busy machine then gets fewer, fresher events, and the requests this
+        worker proxies keep their share."""
+        return min(MAX_POLL_SECONDS, max(self.poll_seconds, self.last_fan_out / FAN_OUT_SHARE))
 
     async def poll(self) -> None:
         if self.cursor is None:
@@ -171,7 +237,11 @@ class OfferFeed:
             params["ids"] = ",".join(watched)
         answer = await self.fetch(params)
         self.cursor = answer["now"]
-        self.deliver(answer)
+        self.last_fan_out = await self.deliver(answer)
+
+
+class EventStream(web.StreamResponse):
+    _send_headers_immediately = False  # aiohttp: the head leaves with the first event, in one write
 
 
 class Streams:
@@ -205,16 +275,17 @@ class Streams:
             resumed = resume_point(request)
             if resumed is not None:
                 subscriber.last_id = resumed
-                self.feed.deliver(await self.feed.since(resumed), only={subscriber})
+                await self.feed.deliver(await self.feed.since(resumed), only={subscriber})
             return await self._pump(request, subscriber)
         finally:
             self.feed.unsubscribe(subscriber)
 
     async def _pump(self, request: web.Request, subscriber: Subscriber) -> web.StreamResponse:
-        response = web.StreamResponse(headers={**HEADERS, self.correlation_header: request[self.correlation_header]})
-        await response.prepare(request)
+        response = EventStream(headers={**HEADERS, self.correlation_header: request[self.correlation_header]})
         try:
-            await response.write(b"retry: 1000\n\n")
+            await response.prepare(request)
+            await response.write(b"retry: 1000\n\n" + subscriber.take())  # one write: a socket write costs
+            subscriber.direct = Direct(request, response)
             while not self.feed.closing.is_set():
                 if not subscriber.pending:
                     try:
@@ -228,4 +299,6 @@ class Streams:
                     subscriber.wake.clear()
         except (ConnectionError, RuntimeError):  # the client left (aiohttp raises either, by version)
             pass
+        finally:
+            subscriber.direct = None
         return response

@@ -75,9 +75,14 @@ class Config:
     mail_lease_seconds: float = 30.0
     mail_concurrency: int = 16
     mail_nice: int = 10
+    # SPEC §10: a price-drop mail leaves this long after the interception that started it (later
+    # ones fold into it), then at most one per offer and purchaser per interval
+    price_drop_delay_seconds: float = 30.0
+    price_drop_interval_seconds: float = 600.0
     log_level: str = "INFO"
     bind_host: str = "127.0.0.1"  # the gateway's listening address under `cobuy up`
-    worker_metrics_port: int | None = None  # a worker in its own container serves /metrics here
+    worker_metrics_port: int | None = None  # a worker in its own container serves /metrics and /healthz here
+    worker_stale_seconds: float = 60.0  # /healthz fails when a loop has not beaten for this long
     # when set, the gateway answers /metrics, /readyz and /healthz on this port only (one the Ingress
     # does not route) and 404s them on its public one; unset, both on the public port (`cobuy up`)
     operator_port: int | None = None
@@ -93,6 +98,14 @@ class Config:
     # "quorum": the durable queues are declared `x-queue-type: quorum`, replicated across a RabbitMQ
     # cluster; "classic" (default) declares no type. A queue's type is fixed when it is first declared.
     amqp_queue_type: str = "classic"
+    # Sellers' webhooks (services/mailer/webhooks): http:// and private/loopback targets are for tests
+    # and private deployments only; the timings are configurable so tests need not wait 24 hours.
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = 5.0
+    webhook_backoff_seconds: float = 5.0
+    webhook_retry_seconds: float = 86400.0
+    webhook_concurrency: int = 8
 
     @property
     def embedded_broker(self) -> bool:
@@ -182,7 +195,7 @@ def load() -> Config:
         smtp_url=_env("COBUY_SMTP_URL"),
         mail_from=_env("COBUY_MAIL_FROM", "cobuy <no-reply@cobuy.localhost>"),
         public_url=_env("COBUY_PUBLIC_URL", f"http://127.0.0.1:{http_port}").rstrip("/"),
-        rate_limit=_env("COBUY_RATE_LIMIT", "reservations=30/minute;registrations=5/minute"),
+        rate_limit=_env("COBUY_RATE_LIMIT", "reservations=30/minute;registrations=5/minute;sign_ins=5/minute"),
         internal_secret=_internal_secret(data_dir),
         service_urls=service_urls,
         exchange_prefix=_env("COBUY_EXCHANGE_PREFIX", "cobuy"),
@@ -193,9 +206,12 @@ def load() -> Config:
         mail_lease_seconds=float(_env("COBUY_MAIL_LEASE_SECONDS", "30")),
         mail_concurrency=int(_env("COBUY_MAIL_CONCURRENCY", "16")),
         mail_nice=int(_env("COBUY_MAIL_NICE", "10")),
+        price_drop_delay_seconds=float(_env("COBUY_PRICE_DROP_DELAY_SECONDS", "30")),
+        price_drop_interval_seconds=float(_env("COBUY_PRICE_DROP_INTERVAL_SECONDS", "600")),
         log_level=_env("COBUY_LOG_LEVEL", "INFO"),
         bind_host=_env("COBUY_BIND_HOST", "127.0.0.1"),
         worker_metrics_port=_optional(int, _env("COBUY_WORKER_METRICS_PORT")),
+        worker_stale_seconds=float(_env("COBUY_WORKER_STALE_SECONDS", "60")),
         operator_port=_optional(int, _env("COBUY_OPERATOR_PORT")),
         mail_template_dir=_optional(Path, _env("COBUY_MAIL_TEMPLATE_DIR")),
         trusted_proxies=trusted_networks(_env("COBUY_TRUSTED_PROXIES")),
@@ -204,6 +220,12 @@ def load() -> Config:
         smtp_password=_env("COBUY_SMTP_PASSWORD"),
         smtp_ca_file=_env("COBUY_SMTP_CA_FILE"),
         amqp_queue_type=_queue_type(_env("COBUY_AMQP_QUEUE_TYPE", "classic")),
+        webhook_allow_http=_env("COBUY_WEBHOOK_ALLOW_HTTP", "0") == "1",
+        webhook_allow_private=_env("COBUY_WEBHOOK_ALLOW_PRIVATE", "0") == "1",
+        webhook_timeout_seconds=float(_env("COBUY_WEBHOOK_TIMEOUT_SECONDS", "5")),
+        webhook_backoff_seconds=float(_env("COBUY_WEBHOOK_BACKOFF_SECONDS", "5")),
+        webhook_retry_seconds=float(_env("COBUY_WEBHOOK_RETRY_SECONDS", "86400")),
+        webhook_concurrency=int(_env("COBUY_WEBHOOK_CONCURRENCY", "8")),
     )
 
 

@@ -30,6 +30,8 @@ EVENTS_DEAD = Counter("cobuy_events_dead_lettered_total", "Events sent to the de
 OUTBOX_PENDING = Gauge("cobuy_outbox_pending", "Unsent outbox events", multiprocess_mode="livemax")
 BROKER_CONNECTED = Gauge("cobuy_broker_connected", "1 while the relay's last publish or heartbeat reached the broker",
                          multiprocess_mode="livemin")
+OUTBOX_QUARANTINED = Gauge("cobuy_outbox_quarantined", "Outbox events set aside as unpublishable (cobuy outbox retry)",
+                           multiprocess_mode="livemax")
 OUTBOX_LAG = Gauge("cobuy_outbox_oldest_unsent_seconds", "Age of the oldest unsent outbox event",
                    multiprocess_mode="livemax")
 
@@ -40,17 +42,6 @@ def render() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
-
-
-def serve(port: int) -> None:
-    """A metrics endpoint for a process with no web app of its own (a worker in its own container)."""
-    from prometheus_client import start_http_server
-
-    registry = REGISTRY
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    start_http_server(port, registry=registry)
 
 
 def mark_process_dead(pid: int) -> None:

@@ -209,6 +209,7 @@ class Relay:
                     report = self.status(rows=0)
                     metrics.OUTBOX_PENDING.set(report["pending"])
                     metrics.OUTBOX_LAG.set(report["oldest_age_seconds"])
+                    metrics.OUTBOX_QUARANTINED.set(report["quarantined"])
                     self.prune()
                     next_report = time.monotonic() + 5
                 published = self.relay_once()

@@ -1,6 +1,6 @@
 """Per-client rate limits, shared by every worker and replica through the service's database.
 
-`COBUY_RATE_LIMIT` reads like `reservations=30/minute;registrations=5/minute` (`off` disables).
+`COBUY_RATE_LIMIT` reads like `reservations=30/minute;registrations=5/minute;sign_ins=5/minute` (`off` disables).
 Each hit increments a fixed-window counter row (scope, key, window) with one upsert, in its
 own short transaction, so the limit holds across gunicorn workers and replicas alike.
 """

@@ -19,11 +19,15 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "auction": ("OfferPublished", "ReservationCountChanged", "ReservationsFinalised"),
     "mailer": (
         "SellerRegistered",
+        "SignInLinkRequested",
         "ReservationAccepted",
         "ReservationCancelled",
+        "ReservationVerified",
         "OfferIntercepted",
         "OfferInvited",
         "OfferClosed",
+        "OfferPublished",  # webhooks: an offer's first holder, for offer.count_changed
+        "ReservationCountChanged",  # webhooks: offer.count_changed
     ),
 }
 

@@ -24,7 +24,7 @@ def recorded(sessions, outbox: Table, type_: str | None = None) -> list[Envelope
 
 
 def offer_published(offer_id: str = "o1", *, opens_at: datetime = T0, minutes: int = 10, unit_price: int = 5000,
-                    minimum: int = 3, min_decrement: int = 10) -> Envelope:
+                    minimum: int = 3, min_decrement: int = 10, verify_emails: bool = False) -> Envelope:
     """OfferPublished as catalog records it: open for `minutes`, the invitation at 80 % of the term."""
     closes_at = opens_at + timedelta(minutes=minutes)
     return Envelope("OfferPublished", {
@@ -33,4 +33,5 @@ def offer_published(offer_id: str = "o1", *, opens_at: datetime = T0, minutes: i
         "min_decrement": min_decrement,
         "condition": {"seller_id": "s1", "seller_name": "First", "seller_email": "first@example.org",
                       "unit_price": unit_price, "minimum_reservations": minimum, "since": clock.iso(opens_at)},
+        "verify_emails": verify_emails,
     }, "catalog")

@@ -14,6 +14,7 @@ from shared.validation import StrictInteger
 from shared.web import require_seller
 
 from . import counter_offers, offers
+from .rules import Condition, what_would_win
 
 bp = Blueprint("counter_offers", __name__, url_prefix="/api/v1", description="Counter-offers")
 internal_bp = FlaskBlueprint("internal", __name__, url_prefix="/internal")
@@ -67,9 +68,13 @@ class CounterOffers(MethodView):
 @internal_bp.get("/conditions/<offer_id>")
 def holding_condition(offer_id):
     """The holding condition now, with its version: auction is where it changes, so a service whose
-    copy may lag a just-won counter-offer asks here before it refuses a seller (read-your-writes)."""
+    copy may lag a just-won counter-offer asks here before it refuses a seller (read-your-writes).
+    With what would win against it (rules.what_would_win): catalog's counter-offer form names it."""
     with _runtime().sessions() as session:
         offer = offers.find_offer(session, offer_id)
     if offer is None:
         raise Problem(404, "offer_not_found", "No such offer.")
-    return {"offer_id": offer_id, "version": offer.version, "condition": as_data(offers.holding_condition(offer))}
+    holding = Condition(offer.holder_id, offer.unit_price, offer.minimum_reservations)
+    return {"offer_id": offer_id, "version": offer.version, "condition": as_data(offers.holding_condition(offer)),
+            "open": offer.status == "open", "min_decrement": offer.min_decrement,
+            **what_would_win(holding, offer.min_decrement)}

@@ -11,16 +11,21 @@ from shared.web import create_service_app
 
 from . import SERVICE, languages
 from .api import internal_bp, offers_bp, sellers_bp
+from .dashboard import dashboard_bp
 from .pages import pages_bp
+from .seller_pages import seller_pages_bp
 from .tables import rate_limits
 
 def create_app(runtime: Runtime | None = None) -> Flask:
     runtime = runtime or Runtime.create(SERVICE)
     logs.configure(SERVICE, runtime.config.log_level)
-    app = create_service_app(runtime, "cobuy catalog", [sellers_bp, offers_bp], [internal_bp, pages_bp])
+    app = create_service_app(runtime, "cobuy catalog", [sellers_bp, offers_bp], [internal_bp, pages_bp, seller_pages_bp, dashboard_bp])
     app.secret_key = hashlib.sha256(f"csrf|{runtime.config.internal_secret}".encode()).hexdigest()
     app.config["WTF_CSRF_TIME_LIMIT"] = None  # a page left open for a day still submits
     app.config["WTF_CSRF_SSL_STRICT"] = False
+    # Flask's own cookie carries the forms' CSRF token; the seller's session cookie is seller_pages'.
+    app.config.update(SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_HTTPONLY=True,
+                      SESSION_COOKIE_SECURE=runtime.config.public_url.startswith("https:"))
     app.extensions["cobuy.limiter"] = runtime.rate_limiter(rate_limits)
     languages.install(app)
     csrf = CSRFProtect(app)

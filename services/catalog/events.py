@@ -37,3 +37,15 @@ class OfferPublished(Event):
     closes_at: datetime
     min_decrement: int
     condition: InitialCondition
+    verify_emails: bool = False  # SPEC §10; a new optional field, so VERSION stays 1
+
+
+@dataclass(frozen=True)
+class SignInLinkRequested(Event):
+    """A seller asked for a sign-in link (SPEC §9). The token travels to the mailer only: catalog
+    stores its hash, and it is worth nothing after `expires_at` (15 minutes) or once used."""
+    seller_id: str
+    name: str
+    email: str
+    token: str
+    expires_at: datetime

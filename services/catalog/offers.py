@@ -67,6 +67,7 @@ def publish_offer(session: Session, seller: dict, data: dict) -> dict:
         "outcome": None,
         "version": 1,
         "changed_at": now,
+        "verify_emails": bool(data.get("verify_emails")),
     }
     session.execute(offers.insert().values(**row))
     session.execute(history.insert().values(
@@ -86,6 +87,7 @@ def published_event(row: dict, seller: dict) -> OfferPublished:
             seller_id=seller["id"], seller_name=seller["name"], seller_email=seller["email"],
             unit_price=row["unit_price"], minimum_reservations=row["minimum_reservations"], since=row["opens_at"],
         ),
+        verify_emails=row["verify_emails"],
     )
 
 
@@ -126,6 +128,7 @@ def _offer_dict(row, entries) -> dict:
         },
         "offering_seller_id": r["offering_seller_id"],
         "reservation_count": r["reservation_count"],
+        "verify_emails": r["verify_emails"],
         "history": [
             {
                 "seller_id": e.seller_id,
@@ -164,6 +167,15 @@ def list_offers(session: Session, status: str | None, page: int, per_page: int, 
     if with_history:
         return [found["offer"] for found in _with_versions(session, rows)], total
     return [_offer_dict(r, []) for r in rows], total
+
+
+def offers_of_seller(session: Session, seller_id: str, limit: int = 200) -> list[dict]:
+    """The offers this seller published or held at some time (its conditions are in their history),
+    newest first: what its dashboard sorts into held, intercepted and closed."""
+    ever_held = select(history.c.offer_id).where(history.c.seller_id == seller_id)
+    rows = session.execute(select(offers).where(offers.c.id.in_(ever_held))
+                           .order_by(offers.c.created_at.desc(), offers.c.id).limit(limit)).all()
+    return [found["offer"] for found in _with_versions(session, rows)]
 
 
 def changed_offers(session: Session, since: datetime, ids: list[str] | None, limit: int) -> list[dict]:

@@ -270,6 +270,53 @@ def cancel(reservation_id):
                         status=reply.status_code)
 
 
+VERIFY_WORDS = {
+    "already_verified": "This reservation is confirmed already: it counts. There is nothing more to do.",
+    "not_pending": "This reservation was cancelled or lapsed at the deadline: there is nothing to confirm.",
+    "offer_closed": "This offer has closed: the reservation lapsed unconfirmed and does not count.",
+}
+BAD_VERIFY_LINK = "This confirmation link is not valid: use the newest link from your confirmation e-mail."
+
+
+def _verify_page(reservation_id: str, token: str, error: str | None = None, done: bool = False,
+                 offer: dict | None = None, status: int = 200):
+    return render_template("verify.html", reservation_id=reservation_id, token=token, done=done, error=error,
+                           offer=offer), status
+
+
+@pages_bp.get("/reservations/<reservation_id>/verify")
+def verify_form(reservation_id):
+    """The link in the confirmation mail. A GET changes nothing (mail scanners open links): the page
+    asks the purchaser to press the button, a form that works without JavaScript."""
+    token = request.args.get("token", "")
+    if not _TOKEN.fullmatch(token):
+        return _verify_page(reservation_id, token, BAD_VERIFY_LINK, status=403)
+    return _verify_page(reservation_id, token)
+
+
+@pages_bp.post("/reservations/<reservation_id>/verify")
+def verify(reservation_id):
+    token = request.form.get("token", "")
+    if not _TOKEN.fullmatch(token):
+        return _verify_page(reservation_id, token, BAD_VERIFY_LINK, status=403)
+    try:
+        reply = _http.post(f"{_reservation_api()}/api/v1/reservations/{quote(reservation_id, safe='')}/verify",
+                           json={"token": token}, timeout=10,
+                           headers={"X-Correlation-Id": logs.correlation_id() or ""})
+    except requests.RequestException:
+        return _verify_page(reservation_id, token, TRY_AGAIN, status=503)
+    body = reply.json() if reply.headers.get("content-type", "").endswith("json") else {}
+    offer = None
+    if reply.status_code == 200:
+        with _sessions()() as session:
+            offer = use_cases.get_offer(session, body.get("offer_id", ""))
+        return _verify_page(reservation_id, token, None, done=True, offer=offer)
+    if reply.status_code in (403, 404):
+        return _verify_page(reservation_id, token, BAD_VERIFY_LINK, status=reply.status_code)
+    words = VERIFY_WORDS.get(body.get("code")) if reply.status_code == 409 else None
+    return _verify_page(reservation_id, token, words or TRY_AGAIN, status=reply.status_code if words else 503)
+
+
 @pages_bp.app_errorhandler(CSRFError)
 def csrf_failed(exc):
     return render_template("error.html", title=_("This form has expired"),

@@ -28,3 +28,17 @@ def judge_term(opens_at: datetime, invite_at: datetime | None, closes_at: dateti
     if not opens_at < invite_at < closes_at:
         return Term(faulty_field="invite_at")
     return Term(invite_at=invite_at)
+
+
+DEFAULT_NEXT = "/dashboard"
+MAX_NEXT = 500
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after signing in: a path on this site only, never another site (`//host`,
+    `/\\host`, `https:`), nor a header-breaking or over-long value; anything else is the dashboard."""
+    if not value or len(value) > MAX_NEXT or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return DEFAULT_NEXT
+    if not value.isascii() or not value.isprintable() or "\\" in value:
+        return DEFAULT_NEXT
+    return value

@@ -43,6 +43,10 @@ class OfferCreateSchema(StrictSchema):
     closes_at = UTCInstant(required=True)
     invite_at = UTCInstant(load_default=None)
     min_decrement = StrictInteger(load_default=1, validate=validate.Range(min=1, max=MAX_PRICE))
+    verify_emails = fields.Boolean(
+        load_default=False, truthy={True}, falsy={False},
+        metadata={"description": "Reservations stay pending until the purchaser opens the link in the "
+                                 "confirmation e-mail; only confirmed ones count (SPEC §10)."})
 
     @validates("currency")
     def _known_currency(self, value: str, **_kwargs) -> None:
@@ -82,6 +86,7 @@ class OfferSchema(Schema):
     condition = fields.Nested(ConditionSchema)
     offering_seller_id = fields.String()
     reservation_count = fields.Integer()
+    verify_emails = fields.Boolean()
     history = fields.List(fields.Nested(HistoryEntrySchema))
 
 

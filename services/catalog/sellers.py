@@ -58,8 +58,15 @@ def seller_by_id(session: Session, seller_id: str) -> dict | None:
 
 def rotate_key(session: Session, email: str) -> str | None:
     """Operator action: the old key stops working, the new one is returned once."""
+    return _rotate(session, sellers.c.email == email.lower())
+
+
+def rotate_own_key(session: Session, seller_id: str) -> str | None:
+    """The seller's own action on the dashboard, as the operator's above."""
+    return _rotate(session, sellers.c.id == seller_id)
+
+
+def _rotate(session: Session, which) -> str | None:
     api_key = "cb_" + secrets.token_urlsafe(32)
-    result = session.execute(
-        update(sellers).where(sellers.c.email == email.lower()).values(api_key_hash=hash_api_key(api_key))
-    )
+    result = session.execute(update(sellers).where(which).values(api_key_hash=hash_api_key(api_key)))
     return api_key if result.rowcount else None

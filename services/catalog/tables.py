@@ -1,7 +1,7 @@
 """catalog's own tables. Nobody else reads or writes them."""
 from pathlib import Path
 
-from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, MetaData, String, Table, Text, false
 
 from shared.db import UTCDateTime
 from shared.outbox import inbox_table, outbox_table
@@ -48,6 +48,8 @@ offers = Table(
     Column("status", String(8), nullable=False),
     Column("outcome", String(10), nullable=True),
     Column("closed_at", UTCDateTime, nullable=True),
+    # SPEC §10: reservations start pending until the purchaser opens the link in the confirmation.
+    Column("verify_emails", Boolean, nullable=False, server_default=false()),
     # Every change of the read model raises `version` and stamps `changed_at`: the live streams
     # ask for what changed since an instant (docs/adr/0009-live-streams-poll-the-read-model.md).
     Column("version", Integer, nullable=False, server_default="1"),
@@ -67,6 +69,32 @@ history = Table(
     Column("minimum_reservations", Integer, nullable=False),
     Column("at", UTCDateTime, nullable=False),
     Column("kind", String(10), nullable=False),
+    Index("ix_condition_history_seller_id", "seller_id"),  # a seller's dashboard: the offers it ever held
+)
+
+# Sellers on the web (docs/adr/0010-seller-sessions-in-catalog.md): a sign-in link and a session are
+# each a 256-bit random token of which only the SHA-256 is stored, so a copy of the table opens nothing.
+sign_in_links = Table(
+    "sign_in_links",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("seller_id", String(36), ForeignKey("sellers.id"), nullable=False),
+    Column("next_path", String(500), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+    Index("ix_sign_in_links_expires_at", "expires_at"),
+)
+
+seller_sessions = Table(
+    "seller_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("seller_id", String(36), ForeignKey("sellers.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Index("ix_seller_sessions_expires_at", "expires_at"),
 )
 
 outbox = outbox_table(metadata)

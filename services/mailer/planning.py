@@ -110,6 +110,8 @@ class HeardReservation:
 @dataclass(frozen=True)
 class HeardAcceptance(HeardReservation):
     cancel_token: str
+    status: str = "active"  # SPEC §10: "pending" until the purchaser opens the verify link
+    verify_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class HeardLoser:
 @dataclass(frozen=True)
 class HeardInterception:
     offer_id: str
+    version: int
     kind: str
     condition: dict
     intercepted: HeardLoser
@@ -151,9 +154,21 @@ class HeardClose:
     purchasers: list[dict]
 
 
+@dataclass(frozen=True)
+class HeardSignInLink:
+    seller_id: str
+    name: str
+    email: str
+    token: str
+    expires_at: str
+
+
 class Planner:
-    def __init__(self, mail_domain: str):
+    def __init__(self, mail_domain: str, price_drops=None):
+        from .price_drops import PriceDrops  # here, not at the top: it plans with this module's plan()
+
         self.domain = mail_domain
+        self.price_drops = price_drops or PriceDrops(mail_domain)
 
     def on_seller_registered(self, session: Session, event: Envelope) -> None:
         seller = read(HeardSeller, event.data)
@@ -170,17 +185,34 @@ class Planner:
         found = session.execute(select(sellers.c.lang).where(sellers.c.id == storable_id(seller_id))).scalar()
         return language(found)
 
+    def on_sign_in_link_requested(self, session: Session, event: Envelope) -> None:
+        """The token is in the batch's context until the mail is sent: it is good for 15 minutes and
+        once only, and catalog keeps only its hash (docs/adr/0010-seller-sessions-in-catalog.md)."""
+        link = read(HeardSignInLink, event.data)
+        plan(session, event, "sign_in_link", {"token": link.token, "expires_at": link.expires_at},
+             [(link.email, link.name, {"lang": self.seller_language(session, link.seller_id)})], self.domain)
+
     def on_reservation_accepted(self, session: Session, event: Envelope) -> None:
         r = read(HeardAcceptance, event.data)
+        extra = {"reservation_id": r.reservation_id, "cancel_token": r.cancel_token, "lang": language(r.lang)}
+        if r.status == "pending" and r.verify_token:
+            extra["verify_token"] = r.verify_token
         plan(session, event, "reservation_accepted", {"offer_id": r.offer_id, **r.offer},
-             [(r.email, r.name, {"reservation_id": r.reservation_id, "cancel_token": r.cancel_token,
-                                 "lang": language(r.lang)})],
-             self.domain)
+             [(r.email, r.name, extra)], self.domain)
+        self._note_purchaser(session, event, active=r.status == "active")
 
     def on_reservation_cancelled(self, session: Session, event: Envelope) -> None:
         r = read(HeardReservation, event.data)
         plan(session, event, "reservation_cancelled", {"offer_id": r.offer_id, **r.offer},
              [(r.email, r.name, {"lang": language(r.lang)})], self.domain)
+        self._note_purchaser(session, event, active=False)
+
+    def on_reservation_verified(self, session: Session, event: Envelope) -> None:
+        """No mail (the page the purchaser opened says it); from now on price drops reach them."""
+        self._note_purchaser(session, event, active=True)
+
+    def _note_purchaser(self, session: Session, event: Envelope, active: bool) -> None:
+        self.price_drops.note_purchaser(session, event.data, active)
 
     def on_offer_intercepted(self, session: Session, event: Envelope) -> None:
         i = read(HeardInterception, event.data)
@@ -190,6 +222,11 @@ class Planner:
         plan(session, event, "offer_intercepted", context,
              [(lost.seller_email, lost.seller_name, {"lang": self.seller_language(session, lost.seller_id)})],
              self.domain)
+        condition = {k: i.condition.get(k) for k in ("seller_name", "unit_price", "minimum_reservations")}
+        self.price_drops.on_interception(
+            session, event, i.offer_id, i.version,
+            {"offer_id": i.offer_id, **{k: i.offer.get(k) for k in ("title", "currency", "closes_at")},
+             "condition": condition}, lost.unit_price)
 
     def on_offer_invited(self, session: Session, event: Envelope) -> None:
         """Every registered seller except the holder at the invitation instant. The templates get the
@@ -207,7 +244,8 @@ class Planner:
         context = {"offer_id": c.offer_id, "title": c.title, "currency": c.currency, "outcome": c.outcome,
                    "final_count": c.final_count, "closes_at": c.closes_at,
                    "condition": {"seller_id": holder.seller_id, "seller_name": holder.seller_name,
-                                 "unit_price": holder.unit_price, "minimum_reservations": holder.minimum_reservations}}
+                                 "seller_email": holder.seller_email, "unit_price": holder.unit_price,
+                                 "minimum_reservations": holder.minimum_reservations}}
         purchasers = [(p["email"], p["name"], {"reservation_id": p["id"], "lang": language(p.get("lang"))})
                       for p in c.purchasers]
         plan(session, event, "contract_concluded" if concluded else "contract_failed", context, purchasers,
@@ -216,12 +254,15 @@ class Planner:
         plan(session, event, "concluded_holder" if concluded else "failed_holder", holder_context,
              [(holder.seller_email, holder.seller_name, {"lang": self.seller_language(session, holder.seller_id)})],
              self.domain)
+        self.price_drops.on_close(session, c.offer_id)
 
     def handlers(self) -> dict:
         return {
             "SellerRegistered": self.on_seller_registered,
+            "SignInLinkRequested": self.on_sign_in_link_requested,
             "ReservationAccepted": self.on_reservation_accepted,
             "ReservationCancelled": self.on_reservation_cancelled,
+            "ReservationVerified": self.on_reservation_verified,
             "OfferIntercepted": self.on_offer_intercepted,
             "OfferInvited": self.on_offer_invited,
             "OfferClosed": self.on_offer_closed,

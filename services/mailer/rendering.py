@@ -10,8 +10,6 @@ by `make install`); money and instants are written the language's way.
 """
 from __future__ import annotations
 
-import csv
-import io
 import textwrap
 import unicodedata
 from datetime import datetime
@@ -30,6 +28,7 @@ from markupsafe import Markup
 
 from shared import clock, languages
 from shared.money import format_money
+from shared.spreadsheet import safe_csv
 
 SHIPPED = Path(__file__).parent / "templates"
 TRANSLATIONS = Path(__file__).parent / "translations"
@@ -110,6 +109,9 @@ class Renderer:
         if "cancel_token" in extra:
             values["cancel_url"] = (f"{self.public_url}/reservations/{extra['reservation_id']}"
                                     f"/cancel?token={extra['cancel_token']}")
+        if "verify_token" in extra:  # SPEC §10: a pending reservation counts once its purchaser opens this
+            values["verify_url"] = (f"{self.public_url}/reservations/{extra['reservation_id']}"
+                                    f"/verify?token={extra['verify_token']}")
         text = text_env.get_template(f"{template}.txt").render(values)
         head, _, body = text.partition("\n\n")
         if not head.startswith("Subject:"):
@@ -155,10 +157,4 @@ def _address(name: str, address: str) -> str:
 
 
 def purchasers_csv(purchasers: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["name", "email", "reservation_id"])
-    for p in purchasers:
-        # A leading =, +, - or @ would be a formula in a spreadsheet: neutralise it.
-        writer.writerow([("'" + v) if v[:1] in "=+-@" else v for v in (p["name"], p["email"], p["id"])])
-    return out.getvalue()
+    return safe_csv(["name", "email", "reservation_id"], ((p["name"], p["email"], p["id"]) for p in purchasers))

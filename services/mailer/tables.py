@@ -1,7 +1,7 @@
 """mailer's own tables: who the sellers are, and the delivery log."""
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 from shared.db import UTCDateTime
 from shared.outbox import inbox_table
@@ -59,3 +59,45 @@ deliveries = Table(
 )
 
 inbox = inbox_table(metadata)
+
+# ---- price drops (SPEC §10; services/mailer/price_drops.py) ------------------------------------
+
+# Who holds a live reservation of which offer, as reservation's events tell it. `revision` orders one
+# reservation's events, which travel through different queues: an older one never overwrites a newer.
+purchasers = Table(
+    "purchasers",
+    metadata,
+    Column("reservation_id", String(36), primary_key=True),
+    Column("offer_id", String(36), nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("lang", String(5), nullable=False, server_default="en"),  # the language she reserved in (SPEC §12)
+    Index("ix_purchasers_offer_active", "offer_id", "active"),
+)
+
+# The newest condition of each offer (of OfferIntercepted, highest version), what a price-drop mail
+# names when it leaves; `closed` once the offer closed (no price drop is sent after it).
+price_conditions = Table(
+    "price_conditions",
+    metadata,
+    Column("offer_id", String(36), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("context", Text, nullable=False),
+    Column("closed", Boolean, nullable=False),
+)
+
+# One row per price-drop window of an offer: planned by the first interception after the previous
+# window left, expanded into deliveries once, at `due_at`.
+price_drops = Table(
+    "price_drops",
+    metadata,
+    Column("offer_id", String(36), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("was_price", Integer, nullable=False),  # the price the interception that started it beat
+    Column("sent_at", UTCDateTime, nullable=True),  # when it was expanded into deliveries
+    Column("recipients", Integer, nullable=True),
+    Index("ix_price_drops_due", "sent_at", "due_at"),
+)

@@ -1,8 +1,9 @@
-"""mailer's worker: plans deliveries from events and sends them."""
+"""mailer's worker: plans mails and webhooks from events and delivers them."""
 from __future__ import annotations
 
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from email.utils import parseaddr
 
@@ -12,8 +13,11 @@ from shared.runtime import Runtime
 from . import SERVICE
 from .delivery import Sender
 from .planning import Planner
+from .price_drops import PriceDrops
 from .rendering import Renderer
 from .tables import MIGRATIONS, inbox
+from .webhooks.delivery import Deliverer, Settings
+from .webhooks.planning import WebhookPlanner, with_webhooks
 
 
 def build_sender(runtime: Runtime) -> Sender:
@@ -21,6 +25,11 @@ def build_sender(runtime: Runtime) -> Sender:
     renderer = Renderer(config.mail_from, config.public_url, config.mail_template_dir)
     return Sender(runtime.sessions, renderer, config.smtp(),
                   concurrency=config.mail_concurrency, lease_seconds=config.mail_lease_seconds)
+
+
+def handlers(mail_domain: str, public_url: str, price_drops: PriceDrops | None = None) -> dict:
+    """What the consumer does with each event: plan its mails and its webhooks, in one transaction."""
+    return with_webhooks(Planner(mail_domain, price_drops).handlers(), WebhookPlanner(public_url).handlers())
 
 
 def lower_priority(nice: int) -> None:
@@ -39,16 +48,19 @@ def lower_priority(nice: int) -> None:
 def main() -> int:
     config = config_module.get()
     # Each sender thread holds a connection; the claimer, the consumer and the reclaimer need more.
-    runtime = Runtime.create(SERVICE, config, pool_size=config.mail_concurrency + 4)
+    runtime = Runtime.create(SERVICE, config, pool_size=config.mail_concurrency + config.webhook_concurrency + 5)
     logs.configure(SERVICE, runtime.config.log_level)
     # Mail can wait a few seconds, a purchaser's click cannot: where the mailer shares CPUs with
     # the web processes, it yields to them under contention and uses whatever they leave.
     lower_priority(runtime.config.mail_nice)
     runtime.prepare_schema(MIGRATIONS)
     domain = parseaddr(runtime.config.mail_from)[1].rpartition("@")[2] or "cobuy.localhost"
+    price_drops = PriceDrops(domain, config.price_drop_delay_seconds, config.price_drop_interval_seconds)
     return worker.run(SERVICE, {
-        "consumer": runtime.consumer(inbox, Planner(domain).handlers()).run,
+        "consumer": runtime.consumer(inbox, handlers(domain, runtime.config.public_url, price_drops)).run,
         "sender": build_sender(runtime).run,
+        "price-drops": partial(price_drops.run, runtime.sessions),
+        "webhooks": Deliverer(runtime.sessions, Settings.of(runtime.config), domain).run,
     })
 
 

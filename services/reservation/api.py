@@ -20,6 +20,7 @@ from .schemas import (
     ReservationCreateSchema,
     ReservationSchema,
     ReservationStateSchema,
+    VerifySchema,
 )
 
 T = TypeVar("T")
@@ -102,3 +103,15 @@ class Reservation(MethodView):
         runtime = _runtime()
         with runtime.sessions.begin() as session:
             use_cases.cancel(session, reservation_id, cancel_token, runtime.config.internal_secret)
+
+
+@bp.route("/reservations/<reservation_id>/verify")
+class Verification(MethodView):
+    @bp.arguments(VerifySchema)
+    @bp.response(200, ReservationStateSchema)
+    def post(self, body, reservation_id):
+        """Confirm a pending reservation with the token of the link in its confirmation e-mail (SPEC §10).
+        Once: a second use is 409 already_verified; another reservation's token is 403."""
+        runtime = _runtime()
+        with runtime.sessions.begin() as session:
+            return use_cases.verify(session, reservation_id, body["token"], runtime.config.internal_secret)

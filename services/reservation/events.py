@@ -27,6 +27,11 @@ class ReservationAccepted(Event):
     cancel_token: str
     offer: ReservedOffer
     lang: str = "en"  # optional, same VERSION: the language of the purchaser's mails (SPEC §12)
+    # Optional fields added for SPEC §10 (VERSION stays 1): `pending` until the purchaser opens the
+    # verify link (given only then); `revision` orders one reservation's events across queues.
+    status: str = "active"
+    verify_token: str | None = None
+    revision: int = 0
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,18 @@ class ReservationCancelled(Event):
     name: str
     email: str
     offer: CancelledOffer
-    lang: str = "en"
+    lang: str = "en"  # optional, same VERSION: the language of the purchaser's mails (SPEC §12)
+    revision: int = 0  # SPEC §10, optional: orders one reservation's events across queues
+
+
+@dataclass(frozen=True)
+class ReservationVerified(Event):
+    """A pending reservation (offer with verify_emails) confirmed by its purchaser: it counts now."""
+    reservation_id: str
+    offer_id: str
+    name: str
+    email: str
+    revision: int
 
 
 @dataclass(frozen=True)

@@ -37,19 +37,39 @@ from .events import (
     ReservationCancelled,
     ReservationCountChanged,
     ReservationsFinalised,
+    ReservationVerified,
     ReservedOffer,
 )
-from .rules import activates, is_closed, reserve_outcome
+from .rules import Verification, activates, initial_status, is_closed, reserve_outcome, verification
 from .tables import idempotency_keys, offers, outbox, reservations, tallies
 
 log = logging.getLogger(__name__)
 
-COUNTED_EVENTS = (ReservationAccepted.type_name(), ReservationCancelled.type_name())
+COUNTED_EVENTS = (ReservationAccepted.type_name(), ReservationCancelled.type_name(), ReservationVerified.type_name())
 
 
 def cancel_token(secret: str, reservation_id: str) -> str:
     """Derived, not stored: the purchaser's proof, checked by recomputing it."""
     return hmac.new(secret.encode(), f"cancel|{reservation_id}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def verify_token(secret: str, reservation_id: str, revision: int) -> str:
+    """Derived like the cancel token, and for one revision of the reservation: the one at which it
+    became pending. Confirming raises the revision, so the link works once (SPEC §10)."""
+    return hmac.new(secret.encode(), f"verify|{reservation_id}|{revision}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def _matches(token: str, expected: str) -> bool:
+    # bytes: compare_digest refuses a str with non-ASCII characters (a TypeError, so a 500)
+    return hmac.compare_digest(token.encode("utf-8", "surrogateescape"), expected.encode())
+
+
+def link_revision(secret: str, reservation_id: str, revision: int, token: str) -> int | None:
+    """The revision a verify link was made for, of the two it can be (now, or just before a confirm)."""
+    for candidate in (revision, revision - 1):
+        if candidate >= 0 and _matches(token, verify_token(secret, reservation_id, candidate)):
+            return candidate
+    return None
 
 
 # ---- what reservation knows of offers --------------------------------------------------------
@@ -71,6 +91,7 @@ class HeardOffer:
     currency: str
     closes_at: datetime
     condition: HeardCondition
+    verify_emails: bool = False  # SPEC §10; absent from offers published before it
 
 
 @dataclass(frozen=True)
@@ -103,6 +124,7 @@ def remember_offer(session: Session, data: dict) -> None:
         "minimum_reservations": condition.minimum_reservations,
         "condition_version": 0,
         "closed": False,
+        "verify_emails": offer.verify_emails,
     }, ["id"])
 
 
@@ -148,14 +170,16 @@ def _reservation_dict(row, secret: str) -> dict:
     return {"id": row.id, "offer_id": row.offer_id, "status": row.status, "cancel_token": cancel_token(secret, row.id)}
 
 
-def _accepted_event(session: Session, offer, reservation_id: str, name: str, email: str, secret: str,
-                    lang: str) -> None:
+def _accepted_event(session: Session, offer, row, secret: str) -> None:
+    pending = row.status == "pending"
     record_event(session, outbox, SERVICE, ReservationAccepted(
-        reservation_id=reservation_id, offer_id=offer.id, name=name, email=email, lang=lang,
-        cancel_token=cancel_token(secret, reservation_id),
+        reservation_id=row.id, offer_id=offer.id, name=row.name, email=row.email, lang=row.lang,
+        cancel_token=cancel_token(secret, row.id),
         offer=ReservedOffer(title=offer.title, currency=offer.currency, closes_at=offer.closes_at,
                             unit_price=offer.unit_price, minimum_reservations=offer.minimum_reservations,
                             holder_name=offer.holder_name),
+        status=row.status, verify_token=verify_token(secret, row.id, row.revision) if pending else None,
+        revision=row.revision,
     ))
 
 
@@ -206,9 +230,14 @@ def _replay(session: Session, offer_id: str, key: str, fingerprint: str, secret:
         raise Problem(422, "idempotency_key_mismatch",
                       "This Idempotency-Key was first sent with another request body; use a new key.")
     row = session.execute(select(reservations).where(reservations.c.id == bound.reservation_id)).one()
-    # The first answer, as it was: every key was bound to an active reservation (201 or a repeat),
-    # whatever became of it since; replaying the key changes nothing.
-    return {**_reservation_dict(row, secret), "status": "active"}, bound.status_code
+    offer = find_offer(session, offer_id)
+    # The first answer, as it was: every key was bound to a live reservation (201: just made, so in
+    # its offer's initial status; 200: a repeat of a pending or active one), whatever became of it
+    # since; replaying the key changes nothing.
+    first = initial_status(offer.verify_emails)
+    if bound.status_code == 200 and row.status in ("pending", "active"):
+        first = row.status
+    return {**_reservation_dict(row, secret), "status": first}, bound.status_code
 
 
 def _reserve(session: Session, offer, name: str, email: str, secret: str, lang: str) -> tuple[dict, int]:
@@ -218,7 +247,7 @@ def _reserve(session: Session, offer, name: str, email: str, secret: str, lang: 
     if not activates(reserve_outcome(status_before)):
         metrics.RESERVATIONS.labels("repeat").inc()
         return _reservation_dict(row, secret), 200
-    _accepted_event(session, offer, row.id, name, email, secret, lang)
+    _accepted_event(session, offer, row, secret)
     metrics.RESERVATIONS.labels("accepted").inc()
     return _reservation_dict(row, secret), 201
 
@@ -228,10 +257,11 @@ def _claim(session: Session, offer, name: str, email: str, lang: str) -> tuple:
     is one conditional statement, so of many identical requests at once exactly one changes the
     state and so records the event."""
     email_key = email.lower()
+    status = initial_status(offer.verify_emails)
     inserted = session.execute(
         dialect_insert(session, reservations).values(
             id=str(uuid.uuid4()), offer_id=offer.id, name=name, email=email, email_key=email_key,
-            status="active", created_at=clock.now(), lang=lang,
+            status=status, revision=1, created_at=clock.now(), lang=lang,
         ).on_conflict_do_nothing(index_elements=["offer_id", "email_key"]).returning(*reservations.c)
     ).first()
     if inserted is not None:
@@ -239,12 +269,14 @@ def _claim(session: Session, offer, name: str, email: str, lang: str) -> tuple:
     this_one = (reservations.c.offer_id == offer.id, reservations.c.email_key == email_key)
     reactivated = session.execute(
         update(reservations).where(*this_one, reservations.c.status == "cancelled")
-        .values(status="active", cancelled_at=None, name=name, created_at=clock.now(), lang=lang)
+        .values(status=status, cancelled_at=None, name=name, created_at=clock.now(), lang=lang,
+                revision=reservations.c.revision + 1)
         .returning(*reservations.c)
     ).first()
     if reactivated is not None:
         return reactivated, "cancelled"
-    return session.execute(select(reservations).where(*this_one)).one(), "active"
+    existing = session.execute(select(reservations).where(*this_one)).one()
+    return existing, existing.status
 
 
 def purchasers_reservation(session: Session, reservation_id: str, token: str | None, secret: str):
@@ -255,8 +287,7 @@ def purchasers_reservation(session: Session, reservation_id: str, token: str | N
     if not token:
         raise Problem(403, "cancel_token_missing",
                       "Send the cancel token given at creation in the X-Cancel-Token header.")
-    # bytes: compare_digest refuses a str with non-ASCII characters (a TypeError, so a 500)
-    if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), cancel_token(secret, reservation_id).encode()):
+    if not _matches(token, cancel_token(secret, reservation_id)):
         raise Problem(403, "wrong_cancel_token", "The cancel token does not match this reservation.")
     return row
 
@@ -270,8 +301,10 @@ def cancel(session: Session, reservation_id: str, token: str | None, secret: str
     if _is_closed(offer):
         raise Problem(409, "offer_closed", "The offer is closed: reservations can no longer be cancelled.")
     cancelled = session.execute(
-        update(reservations).where(reservations.c.id == reservation_id, reservations.c.status == "active")
-        .values(status="cancelled", cancelled_at=clock.now()).returning(*reservations.c)
+        update(reservations)
+        .where(reservations.c.id == reservation_id, reservations.c.status.in_(("active", "pending")))
+        .values(status="cancelled", cancelled_at=clock.now(), revision=reservations.c.revision + 1)
+        .returning(*reservations.c)
     ).first()
     if cancelled is None:
         return
@@ -279,8 +312,48 @@ def cancel(session: Session, reservation_id: str, token: str | None, secret: str
         reservation_id=cancelled.id, offer_id=cancelled.offer_id, name=cancelled.name, email=cancelled.email,
         lang=cancelled.lang,
         offer=CancelledOffer(title=offer.title, currency=offer.currency, closes_at=offer.closes_at),
+        revision=cancelled.revision,
     ))
     metrics.RESERVATIONS.labels("cancelled").inc()
+
+
+VERIFY_REFUSALS = {
+    Verification.ALREADY_CONFIRMED: (409, "already_verified", "This reservation is confirmed already: the link "
+                                                              "works once."),
+    Verification.NOT_PENDING: (409, "not_pending", "This reservation was cancelled or has lapsed: there is "
+                                                   "nothing to confirm."),
+    Verification.WRONG_LINK: (403, "wrong_verify_token", "The verify token does not match this reservation."),
+}
+
+
+def verify(session: Session, reservation_id: str, token: str, secret: str) -> dict:
+    """Confirm a pending reservation with the link from its confirmation mail (SPEC §10). Under the
+    offer's shared advisory lock, like a reservation, so against the close cut it is all or nothing:
+    it commits before the cut (and is in its list) or it sees the offer closed (409). Of many
+    confirmations at once, the one whose conditional UPDATE changed the row records the event."""
+    row = session.execute(select(reservations).where(reservations.c.id == reservation_id)).first()
+    if row is None:
+        raise Problem(404, "reservation_not_found", "No such reservation.")
+    advisory_lock(session, lock_key("offer", row.offer_id), shared=True)
+    row = session.execute(select(reservations).where(reservations.c.id == reservation_id)).one()
+    outcome = verification(row.status, link_revision(secret, row.id, row.revision, token), row.revision)
+    if outcome is not Verification.CONFIRMS:
+        raise Problem(*VERIFY_REFUSALS[outcome])
+    if _is_closed(find_offer(session, row.offer_id)):
+        raise Problem(409, "offer_closed", "The offer is closed: the reservation lapsed unconfirmed.")
+    confirmed = session.execute(
+        update(reservations)
+        .where(reservations.c.id == reservation_id, reservations.c.status == "pending",
+               reservations.c.revision == row.revision)
+        .values(status="active", revision=reservations.c.revision + 1).returning(*reservations.c)
+    ).first()
+    if confirmed is None:  # another request confirmed it (or cancelled it) first
+        raise Problem(*VERIFY_REFUSALS[Verification.ALREADY_CONFIRMED])
+    record_event(session, outbox, SERVICE, ReservationVerified(
+        reservation_id=confirmed.id, offer_id=confirmed.offer_id, name=confirmed.name, email=confirmed.email,
+        revision=confirmed.revision))
+    metrics.RESERVATIONS.labels("verified").inc()
+    return {"id": confirmed.id, "offer_id": confirmed.offer_id, "status": confirmed.status}
 
 
 def active_reservations(session: Session, offer_id: str) -> list:
@@ -328,6 +401,10 @@ def cut(session: Session, offer_id: str) -> None:
     advisory_lock(session, lock_key("offer", offer_id))  # waits for every in-flight reservation
     known_offer(session, offer_id)
     session.execute(update(offers).where(offers.c.id == offer_id).values(closed=True))
+    # SPEC §10: unconfirmed reservations lapse here; nothing more is said to them.
+    session.execute(update(reservations)
+                    .where(reservations.c.offer_id == offer_id, reservations.c.status == "pending")
+                    .values(status="lapsed", revision=reservations.c.revision + 1))
     rows = active_reservations(session, offer_id)
     record_event(session, outbox, SERVICE, ReservationsFinalised(
         offer_id=offer_id, final_count=len(rows),

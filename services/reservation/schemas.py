@@ -19,17 +19,29 @@ class ReservationCreateSchema(Schema):
                                                   "reserved from a page)."})
 
 
+STATUSES = ["active", "pending", "cancelled", "lapsed"]
+
+
 class ReservationSchema(Schema):
     id = fields.String()
     offer_id = fields.String()
-    status = fields.String()
+    status = fields.String(metadata={"description": "active, or pending until the purchaser confirms the e-mail "
+                                                    "(offers with verify_emails: only active ones count)"})
     cancel_token = fields.String(metadata={"description": "Keep it: it cancels this reservation."})
 
 
 class ReservationStateSchema(Schema):
     id = fields.String()
     offer_id = fields.String()
-    status = fields.String(validate=validate.OneOf(["active", "cancelled"]))
+    status = fields.String(validate=validate.OneOf(STATUSES))
+
+
+class VerifySchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    token = fields.String(required=True, validate=validate.Length(min=1, max=100),
+                          metadata={"description": "The token of the verify link in the confirmation e-mail."})
 
 
 class HolderReservationSchema(Schema):

@@ -1,7 +1,7 @@
 """reservation's own tables."""
 from pathlib import Path
 
-from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table, UniqueConstraint
+from sqlalchemy import Boolean, Column, Index, Integer, MetaData, String, Table, UniqueConstraint, false
 
 from shared.db import UTCDateTime
 from shared.outbox import inbox_table, outbox_table
@@ -25,6 +25,7 @@ offers = Table(
     Column("minimum_reservations", Integer, nullable=False),
     Column("condition_version", Integer, nullable=False),
     Column("closed", Boolean, nullable=False),
+    Column("verify_emails", Boolean, nullable=False, server_default=false()),  # SPEC §10
 )
 
 reservations = Table(
@@ -35,7 +36,10 @@ reservations = Table(
     Column("name", String(100), nullable=False),
     Column("email", String(254), nullable=False),
     Column("email_key", String(254), nullable=False),
-    Column("status", String(10), nullable=False),
+    Column("status", String(10), nullable=False),  # active | cancelled | pending | lapsed (SPEC §10)
+    # Raised by every change of status: it orders the reservation's events for their consumers, and
+    # a verify link is made for one revision (so it works once).
+    Column("revision", Integer, nullable=False, server_default="0"),
     Column("idempotency_key", String(200), nullable=True),  # no longer written: see idempotency_keys
     Column("created_at", UTCDateTime, nullable=False),
     Column("cancelled_at", UTCDateTime, nullable=True),

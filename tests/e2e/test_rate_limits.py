@@ -18,7 +18,7 @@ from tests.support import Cobuy, unique_email
 def limited_system(servers, mailbox, output_dir, tmp_path):
     with own_system(servers, mailbox, tmp_path, output_dir / "cobuy-up-limited.log",
                     ["--scale", "reservation=2", "--web-workers", "2"],
-                    COBUY_RATE_LIMIT="reservations=5/minute;registrations=3/minute") as running:
+                    COBUY_RATE_LIMIT="reservations=5/minute;registrations=3/minute;sign_ins=3/minute") as running:
         yield running
 
 
@@ -61,3 +61,35 @@ def _post_from(source_ip: str, port: int, path: str, body: dict) -> int:
         return connection.getresponse().status
     finally:
         connection.close()
+
+
+class _From(requests.adapters.HTTPAdapter):
+    """A requests session from another loopback address: another client, cookies and all."""
+
+    def __init__(self, source_ip: str):
+        self.source_ip = source_ip
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, source_address=(self.source_ip, 0), **kwargs)
+
+
+def _ask_sign_in_link_from(source_ip: str, base_url: str, email: str) -> int:
+    browser = requests.Session()
+    browser.mount("http://", _From(source_ip))
+    form = browser.get(f"{base_url}/sellers/sign-in", timeout=30).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    return browser.post(f"{base_url}/sellers/sign-in", data={"email": email, "csrf_token": token},
+                        timeout=30).status_code
+
+
+def test_sign_in_links_are_limited_per_address_and_per_client(limited_system, mailbox):
+    cobuy = Cobuy(limited_system.base_url)
+    seller = cobuy.post("/api/v1/sellers", json={"name": "S", "email": unique_email("limited")}).json()
+    # one address from four clients: a stranger cannot flood a seller's inbox with links
+    codes = [_ask_sign_in_link_from(f"127.0.0.{20 + i}", cobuy.base_url, seller["email"]) for i in range(4)]
+    assert codes == [200, 200, 200, 429]
+    # one client, four addresses nobody registered: it cannot sweep addresses, and unknown ones count alike
+    codes = [_ask_sign_in_link_from("127.0.0.30", cobuy.base_url, unique_email("unknown")) for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    assert len(mailbox.wait(3, to=seller["email"], subject="sign-in link")) == 3

@@ -161,7 +161,8 @@ def test_openapi_document_describes_the_whole_api(cobuy):
     assert doc["openapi"].startswith("3.")
     for path in ("/api/v1/sellers", "/api/v1/sellers/me", "/api/v1/offers", "/api/v1/offers/{offer_id}",
                  "/api/v1/offers/{offer_id}/counter-offers", "/api/v1/offers/{offer_id}/reservations",
-                 "/api/v1/reservations/{reservation_id}"):
+                 "/api/v1/reservations/{reservation_id}", "/api/v1/webhooks", "/api/v1/webhooks/{endpoint_id}",
+                 "/api/v1/webhooks/{endpoint_id}/deliveries"):
         assert path in doc["paths"], path
 
 

@@ -78,6 +78,19 @@ def test_a_published_offer_is_held_by_its_seller_and_invites_at_the_default_date
     assert published.data["invite_at"] == clock.iso(T0 + timedelta(days=8))
 
 
+def test_an_offer_asking_for_verified_emails_says_so_in_its_event_its_look_up_and_its_json(sessions, seller):
+    with sessions.begin() as session:
+        offer = use_cases.publish_offer(session, seller, {**OFFER, "verify_emails": True})
+        looked_up = use_cases.published_data_for(session, offer["id"])
+    [published] = recorded(sessions, outbox, "OfferPublished")
+    assert (offer["verify_emails"], published.data["verify_emails"], looked_up["verify_emails"]) == (True, True, True)
+
+
+def test_an_offer_verifies_no_emails_by_default(sessions, offer):
+    assert offer["verify_emails"] is False
+    assert recorded(sessions, outbox, "OfferPublished")[0].data["verify_emails"] is False
+
+
 @pytest.mark.parametrize("term, field", [
     ({"closes_at": T0}, "closes_at"),
     ({"invite_at": T0 + timedelta(days=11)}, "invite_at"),

@@ -177,6 +177,9 @@ def test_every_deployment_starts_slowly_probes_itself_and_drains_before_it_stops
         if o["spec"]["template"]["metadata"]["labels"]["cobuy/role"] == "web":  # behind a Service
             assert container["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
             assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        elif o["spec"]["template"]["metadata"]["labels"]["cobuy/role"] == "worker":  # its loops' heartbeat
+            assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}, o["metadata"]["name"]
+            assert {"name": "metrics", "containerPort": 9100} in container["ports"]
     mailer = next(o for o in _objects(overlay) if o["kind"] == "Deployment" and o["metadata"]["name"] == "mailer-worker")
     assert mailer["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 60  # an SMTP send finishes
 
@@ -244,3 +247,44 @@ def test_the_production_queues_are_quorum_queues_on_its_three_brokers():
     config = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "cobuy-config")
     broker = next(o for o in objects if o["kind"] == "RabbitmqCluster")
     assert config["data"]["COBUY_AMQP_QUEUE_TYPE"] == "quorum" and broker["spec"]["replicas"] >= 3
+
+
+def _exported_metric_names() -> set[str]:
+    """Every series name cobuy's processes can expose (counters' _total, histograms' _bucket…)."""
+    import importlib
+
+    from prometheus_client import REGISTRY
+
+    for module in ("shared.metrics", "services.auction.metrics", "services.mailer.metrics",
+                   "services.reservation.metrics"):
+        importlib.import_module(module)
+    names: set[str] = set()
+    for family in REGISTRY.collect():
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}.get(family.type, ("",))
+        names |= {family.name + suffix for suffix in suffixes}
+    return names
+
+
+def test_the_production_alerts_watch_the_broker_the_outbox_dead_letters_and_mail_with_real_metrics():
+    import re
+
+    rules = [rule for o in _objects("overlays/prod") if o["kind"] == "PrometheusRule"
+             for group in o["spec"]["groups"] for rule in group["rules"]]
+    by_name = {rule["alert"]: rule for rule in rules}
+    assert {"CobuyBrokerDisconnected", "CobuyOutboxLagging", "CobuyOutboxQuarantined", "CobuyEventsDeadLettered",
+            "CobuyMailsFailed", "CobuyMailRelayRefusing"} <= set(by_name)
+    assert by_name["CobuyBrokerDisconnected"]["expr"] == "cobuy_broker_connected == 0"
+    assert by_name["CobuyBrokerDisconnected"]["for"] == "2m"
+    exported = _exported_metric_names()
+    runbook = (ROOT / "docs" / "operations.md").read_text()
+    for name, rule in by_name.items():
+        used = set(re.findall(r"\bcobuy_[a-z_]+", rule["expr"]))
+        assert used and used <= exported, (name, used - exported)
+        assert rule["labels"]["severity"] in ("warning", "critical") and rule["annotations"]["summary"]
+        assert rule["expr"].count("(") == rule["expr"].count(")")
+        assert f"`{name}`" in runbook, f"docs/operations.md does not say what to do about {name}"
+
+
+def test_the_alert_check_would_catch_a_metric_that_does_not_exist():
+    assert "cobuy_outbox_quarantined" in _exported_metric_names()
+    assert "cobuy_broker_disconnected" not in _exported_metric_names()

@@ -34,14 +34,20 @@ def _examples() -> list[tuple[str, Event]]:
     return [
         ("catalog", c.SellerRegistered(seller_id="s-bystander", name="Bystander", email="bystander@example.org",
                                        registered_at=NOW, lang="ja")),  # invited, as the holder is not
+        ("catalog", c.SignInLinkRequested(seller_id="s-bystander", name="Bystander", email="bystander@example.org",
+                                          token="t0k3n", expires_at=NOW + timedelta(minutes=15))),
         ("catalog", c.OfferPublished(
             offer_id=OFFER_ID, title="Kettle", currency="usd", opens_at=NOW, invite_at=invite_at, closes_at=closes_at,
             min_decrement=1, condition=c.InitialCondition(**HOLDER, seller_email="holder@example.org",
-                                                          unit_price=5000, minimum_reservations=3, since=NOW))),
+                                                          unit_price=5000, minimum_reservations=3, since=NOW),
+            verify_emails=True)),
         ("reservation", r.ReservationAccepted(
             reservation_id="r-1", offer_id=OFFER_ID, name="Ann", email="ann@example.org", cancel_token="tok", lang="ja",
             offer=r.ReservedOffer(title="Kettle", currency="usd", closes_at=closes_at, unit_price=5000,
-                                  minimum_reservations=3, holder_name="Holder GmbH"))),
+                                  minimum_reservations=3, holder_name="Holder GmbH"),
+            status="pending", verify_token="vtok", revision=1)),
+        ("reservation", r.ReservationVerified(reservation_id="r-1", offer_id=OFFER_ID, name="Ann",
+                                              email="ann@example.org", revision=2)),
         ("reservation", r.ReservationCountChanged(offer_id=OFFER_ID, count=1, version=1)),
         ("auction", a.OfferIntercepted(
             offer_id=OFFER_ID, version=1, kind="voluntary", condition=holding,
@@ -55,7 +61,7 @@ def _examples() -> list[tuple[str, Event]]:
             reservation_count=1)),
         ("reservation", r.ReservationCancelled(
             reservation_id="r-1", offer_id=OFFER_ID, name="Ann", email="ann@example.org", lang="ja",
-            offer=r.CancelledOffer(title="Kettle", currency="usd", closes_at=closes_at))),
+            offer=r.CancelledOffer(title="Kettle", currency="usd", closes_at=closes_at), revision=3)),
         ("auction", a.OfferDeadlineReached(offer_id=OFFER_ID, offer=a.OfferSnapshot(
             offer_id=OFFER_ID, title="Kettle", currency="usd", closes_at=closes_at, condition=holding))),
         ("reservation", r.ReservationsFinalised(offer_id=OFFER_ID, final_count=1,
@@ -74,11 +80,14 @@ def _examples() -> list[tuple[str, Event]]:
 _CONDITION = "seller_id seller_name unit_price minimum_reservations"
 WIRE_KEYS = {
     "SellerRegistered": "seller_id name email registered_at lang",
+    "SignInLinkRequested": "seller_id name email token expires_at",
     "OfferPublished": "offer_id title currency opens_at invite_at closes_at min_decrement condition "
-                      f"condition.{{{_CONDITION} seller_email since}}",
+                      f"condition.{{{_CONDITION} seller_email since}} verify_emails",
     "ReservationAccepted": "reservation_id offer_id name email cancel_token lang offer "
-                           "offer.{title currency closes_at unit_price minimum_reservations holder_name}",
-    "ReservationCancelled": "reservation_id offer_id name email lang offer offer.{title currency closes_at}",
+                           "offer.{title currency closes_at unit_price minimum_reservations holder_name} "
+                           "status verify_token revision",
+    "ReservationCancelled": "reservation_id offer_id name email lang offer offer.{title currency closes_at} revision",
+    "ReservationVerified": "reservation_id offer_id name email revision",
     "ReservationCountChanged": "offer_id count version",
     "ReservationsFinalised": "offer_id final_count reservations reservations[].{id name email lang}",
     "OfferIntercepted": f"offer_id version kind condition condition.{{{_CONDITION} since}} intercepted "
@@ -148,12 +157,12 @@ def _consumers(tmp_path):
     from services.catalog.tables import MIGRATIONS as CATALOG
     from services.catalog.offers import HANDLERS as CATALOG_HANDLERS
     from services.mailer.tables import MIGRATIONS as MAILER
-    from services.mailer.planning import Planner
+    from services.mailer.worker import handlers as mailer_handlers
     from services.reservation.tables import MIGRATIONS as RESERVATION
     from services.reservation.reservations import HANDLERS as RESERVATION_HANDLERS
 
     wiring = {"catalog": (CATALOG, CATALOG_HANDLERS), "reservation": (RESERVATION, RESERVATION_HANDLERS),
-              "auction": (AUCTION, AUCTION_HANDLERS), "mailer": (MAILER, Planner("cobuy.example").handlers())}
+              "auction": (AUCTION, AUCTION_HANDLERS), "mailer": (MAILER, mailer_handlers("cobuy.example", "https://cobuy.example"))}
     consumers = {}
     for service, (migrations, handlers) in wiring.items():
         engine = db.make_engine(f"sqlite:///{tmp_path / service}.db", service)
@@ -214,17 +223,18 @@ def test_every_handler_reads_every_event_it_subscribes_to_and_the_mailer_renders
     assert (row("auction", auction_offers).status, row("auction", auction_offers).outcome) == ("closed", "failed")
     templates = sorted(template for template, _ in _rendered_mails(consumers))
     assert templates == ["contract_failed", "failed_holder", "invitation", "offer_intercepted",
-                         "reservation_accepted", "reservation_cancelled"]
+                         "reservation_accepted", "reservation_cancelled", "sign_in_link"]
 
 
 def test_the_language_a_seller_registered_in_or_a_purchaser_reserved_in_reaches_their_mails(consumers):
-    """`lang` travels: SellerRegistered to the invitation, ReservationAccepted/-Cancelled to their mails,
-    ReservationsFinalised through OfferClosed to the close mail; a seller who gave none reads English."""
+    """`lang` travels: SellerRegistered to the invitation and the sign-in link, ReservationAccepted/-Cancelled
+    to their mails, ReservationsFinalised through OfferClosed to the close mail; a seller who gave none
+    reads English."""
     _feed(consumers, {})
-    subjects = {(template, str(mail["To"])): str(make_header(decode_header(mail["Subject"])))
-                for template, mail in _rendered_mails(consumers)}
-    by_template = {template: subject for (template, _), subject in subjects.items()}
+    by_template = {template: str(make_header(decode_header(mail["Subject"])))
+                   for template, mail in _rendered_mails(consumers)}
     assert by_template["invitation"].startswith("招待:")  # the bystander registered in Japanese
+    assert by_template["sign_in_link"].startswith("cobuy の")
     assert by_template["reservation_accepted"].startswith("予約完了:")
     assert by_template["reservation_cancelled"].startswith("取り消し:")
     assert by_template["contract_failed"].startswith("不成立:")

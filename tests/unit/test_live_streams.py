@@ -155,7 +155,7 @@ def test_changes_between_two_polls_reach_a_subscriber_as_one_event_of_the_latest
     feed = streams.OfferFeed(fetch=None)
     feed.watchers["o1"] = {subscriber}
     for count in range(1, 11):  # ten changes before the client could read one
-        feed.deliver({"now": 1, "offers": [{"version": count, "offer": {"id": "o1", "reservation_count": count}}]})
+        asyncio.run(feed.deliver({"now": 1, "offers": [{"version": count, "offer": {"id": "o1", "reservation_count": count}}]}))
     written = subscriber.take().decode()
     assert written.count("event: offer") == 1 and '"reservation_count":10' in written and "id: 10\n" in written
 
@@ -185,3 +185,75 @@ def test_an_idle_stream_gets_a_comment_line_to_keep_proxies_open(monkeypatch):
                     return line
 
     assert with_gateway(scenario).startswith(b": keep-alive")
+
+
+class FakeTransport:
+    def __init__(self, queued: int = 0):
+        self.queued = queued
+        self.written: list[bytes] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return self.queued
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def _direct(transport: FakeTransport, chunked: bool) -> streams.Direct:
+    direct = streams.Direct.__new__(streams.Direct)
+    direct.transport, direct.chunked = transport, chunked
+    return direct
+
+
+def test_a_stream_that_keeps_up_is_written_by_the_poll_itself_once_framed_for_its_connection():
+    fast, plain = streams.Subscriber("o1"), streams.Subscriber("o1")
+    fast.direct = _direct(FakeTransport(), chunked=True)  # HTTP/1.1: chunks
+    plain.direct = _direct(FakeTransport(), chunked=False)  # HTTP/1.0: read to the close
+    feed = streams.OfferFeed(fetch=None)
+    feed.watchers["o1"] = {fast, plain}
+    asyncio.run(feed.deliver({"now": 1, "offers": [{"version": 3, "offer": {"id": "o1", "reservation_count": 3}}]}))
+    event = b'event: offer\nid: 3\ndata: {"id":"o1","reservation_count":3}\n\n'
+    assert plain.direct.transport.written == [event]
+    assert fast.direct.transport.written == [b"%x\r\n%s\r\n" % (len(event), event)]
+    assert not fast.pending and not plain.pending and not fast.wake.is_set()
+
+
+def test_a_slow_stream_is_left_to_its_own_task_and_gets_only_the_latest_state_in_order():
+    slow = streams.Subscriber("o1")
+    slow.direct = _direct(FakeTransport(queued=streams.Direct.SLOW_BYTES + 1), chunked=False)
+    feed = streams.OfferFeed(fetch=None)
+    feed.watchers["o1"] = {slow}
+    asyncio.run(feed.deliver({"now": 1, "offers": [{"version": 1, "offer": {"id": "o1", "reservation_count": 1}}]}))
+    slow.direct.transport.queued = 0  # it caught up, but an older event still waits: no overtaking
+    asyncio.run(feed.deliver({"now": 2, "offers": [{"version": 2, "offer": {"id": "o1", "reservation_count": 2}}]}))
+    assert slow.direct.transport.written == [] and slow.wake.is_set()
+    assert slow.take() == b'event: offer\nid: 2\ndata: {"id":"o1","reservation_count":2}\n\n'
+
+
+def test_the_poll_slows_down_when_writing_to_a_crowd_would_take_over_a_quarter_of_the_worker():
+    feed = streams.OfferFeed(fetch=None)
+    assert feed.period() == streams.POLL_SECONDS
+    feed.last_fan_out = 0.15
+    assert feed.period() == 0.6
+    feed.last_fan_out = 5.0
+    assert feed.period() == streams.MAX_POLL_SECONDS  # catalog looks back 2 s: never longer than that
+
+
+def test_an_http_1_0_client_reads_the_stream_to_the_close_without_chunks():
+    async def scenario(client, catalog):
+        catalog.change("o1", reservation_count=0)
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(b"GET /api/v1/offers/o1/stream HTTP/1.0\r\nAccept: text/event-stream\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b" 200 " in head.split(b"\r\n")[0] and b"chunked" not in head.lower()
+        assert await reader.readuntil(b"\n\n") == b"retry: 1000\n\n"
+        assert b'"reservation_count":0' in await reader.readuntil(b"\n\n")
+        catalog.change("o1", reservation_count=1)
+        later = await reader.readuntil(b"\n\n")
+        writer.close()
+        return later
+
+    assert with_gateway(scenario) == b'event: offer\nid: 2\ndata: {"id":"o1","reservation_count":1,"status":"open"}\n\n'

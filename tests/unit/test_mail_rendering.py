@@ -47,3 +47,75 @@ def test_the_holder_gets_the_purchasers_as_a_csv_attachment():
 def test_a_line_break_in_a_header_value_is_refused(field):
     with pytest.raises(ValueError, match="line break"):
         _render(**{field: "Eve\r\nBcc: victim@example.org"})
+
+
+CLOSED = {"final_count": 2, "closed_at": "2030-05-01T12:00:01+00:00", "outcome": "concluded",
+          "purchasers": [{"id": "r1", "name": "Ann", "email": "ann@x.io"}],
+          "condition": {"seller_id": "s", "seller_name": "Hölder GmbH", "seller_email": "sales@holder.example",
+                        "unit_price": 4200, "minimum_reservations": 1}}
+
+
+def _bodies(message) -> tuple[str, str]:
+    parsed = email.message_from_bytes(message.as_bytes(policy=WIRE), policy=email.policy.default)
+    return parsed.get_body(("plain",)).get_content(), parsed.get_body(("html",)).get_content()
+
+
+FORM = "https://cobuy.example/dashboard/offers/o1/counter-offer?unit_price=4190&minimum_reservations=5"
+
+
+def test_the_invitation_links_to_the_prefilled_counter_offer_form_above_the_curl_command():
+    text, html = _bodies(_render(template="invitation", reservation_count=3, min_decrement=10))
+    assert FORM in text and text.index(FORM) < text.index("curl -X POST")
+    assert f'href="{FORM.replace("&", "&amp;")}"' in html and html.index("Counter-offer now") < html.index("curl")
+
+
+def test_the_interception_links_to_the_form_prefilled_to_win_back_above_the_curl_command():
+    taken = {"condition": {"seller_name": "Rival AG", "unit_price": 4200, "minimum_reservations": 5},
+             "previous": {"unit_price": 4300, "minimum_reservations": 5}, "kind": "voluntary", "min_decrement": 10}
+    text, html = _bodies(_render(template="offer_intercepted", **taken))
+    assert FORM in text and text.index(FORM) < text.index("curl -X POST")
+    assert f'href="{FORM.replace("&", "&amp;")}"' in html and html.index("Win it back") < html.index("curl")
+
+
+def test_the_sign_in_mail_carries_its_one_time_link_and_its_end():
+    text, html = _bodies(_render(template="sign_in_link", token="AbC-12_x", expires_at="2030-05-01T12:15:00+00:00"))
+    link = "https://cobuy.example/sellers/sign-in/link?token=AbC-12_x"
+    assert link in text and f'href="{link}"' in html and "2030-05-01 12:15:00 UTC" in text
+
+
+def test_the_conclusion_mail_names_the_holders_contact_address():
+    text, html = _bodies(_render(template="contract_concluded", **CLOSED))
+    assert "Contact:     sales@holder.example" in text
+    assert 'href="mailto:sales@holder.example"' in html
+
+
+def test_the_holders_conclusion_mail_says_what_happens_next():
+    text, html = _bodies(_render(template="concluded_holder", **CLOSED))
+    assert "What happens next" in text and "sales@holder.example to write to" in text
+    assert "What happens next" in html
+
+
+def test_a_conclusion_planned_before_the_contact_was_carried_still_renders():
+    old = {**CLOSED, "condition": {k: v for k, v in CLOSED["condition"].items() if k != "seller_email"}}
+    text, _ = _bodies(_render(template="contract_concluded", **old))
+    assert "Contact:" not in text and "Hölder GmbH" in text
+
+
+def test_a_pending_reservations_confirmation_carries_its_verify_link():
+    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example")
+    message = renderer.render("reservation_accepted", OFFER, "zoe@example.org", "Zoë",
+                              {"reservation_id": "r1", "cancel_token": "tok", "verify_token": "vtok"}, "<m@x>")
+    text, html = _bodies(message)
+    assert "https://cobuy.example/reservations/r1/verify?token=vtok" in text
+    assert 'href="https://cobuy.example/reservations/r1/verify?token=vtok"' in html
+    assert "does not count" in text
+
+
+def test_the_price_drop_mail_names_the_new_condition_and_the_price_it_beat():
+    context = {**OFFER, "condition": {"seller_name": "Rival AG", "unit_price": 3990, "minimum_reservations": 4},
+               "was_price": 4200}
+    message = _render(template="price_drop", **context)
+    text, html = _bodies(message)
+    assert "€39.90" in str(message["Subject"])
+    assert "Unit price:   €39.90 (it was €42.00)" in text and "Seller:       Rival AG" in text
+    assert "Minimum:      4 reservations" in text and "Rival AG" in html

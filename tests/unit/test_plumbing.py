@@ -18,6 +18,8 @@ from shared.validation import Email, StrictInteger, Text
     ("/api/v1/offers/abc/counter-offers", "auction"),
     ("/api/v1/offers/abc/reservations", "reservation"),
     ("/api/v1/reservations/r1", "reservation"),
+    ("/api/v1/webhooks", "mailer"),
+    ("/api/v1/webhooks/w1/deliveries", "mailer"),
     ("/", "catalog"),
     ("/offers/abc", "catalog"),
     ("/internal/auth", None),

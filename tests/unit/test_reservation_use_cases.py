@@ -210,3 +210,112 @@ def test_the_language_a_purchaser_reserved_in_is_kept_and_told_with_each_of_her_
     [finalised] = recorded(sessions, outbox, "ReservationsFinalised")
     assert sorted((p["email"], p["lang"]) for p in finalised.data["reservations"]) == [
         ("ann@example.org", "en"), ("bob@example.org", "en")]
+# ---- verified reservations (SPEC §10) -------------------------------------------------------------
+
+@pytest.fixture
+def verified_offer(sessions):
+    with sessions.begin() as session:
+        use_cases.on_offer_published(session, offer_published("v1", verify_emails=True))
+    return "v1"
+
+
+def verify_link(sessions, reservation: dict) -> str:
+    """The token of the link the confirmation mail carries, as the event told the mailer."""
+    [accepted] = [e for e in recorded(sessions, outbox, "ReservationAccepted")
+                  if e.data["reservation_id"] == reservation["id"]][-1:]
+    return accepted.data["verify_token"]
+
+
+def verify(sessions, reservation_id: str, token: str) -> dict:
+    with sessions.begin() as session:
+        return use_cases.verify(session, reservation_id, token, SECRET)
+
+
+def active_count(sessions, offer_id: str) -> int:
+    with sessions.begin() as session:
+        use_cases.refresh_tally(session, offer_id)
+    with sessions() as session:
+        return session.execute(select(tallies.c.count).where(tallies.c.offer_id == offer_id)).scalar_one()
+
+
+def test_on_a_verified_offer_a_reservation_starts_pending_counts_nothing_and_its_event_carries_the_link(
+        sessions, verified_offer):
+    reservation, status = reserve(sessions, offer_id=verified_offer)
+    assert (reservation["status"], status) == ("pending", 201)
+    [accepted] = recorded(sessions, outbox, "ReservationAccepted")
+    assert accepted.data["status"] == "pending" and len(accepted.data["verify_token"]) == 40
+    assert active_count(sessions, verified_offer) == 0
+
+
+def test_the_verify_link_makes_it_active_once_and_records_one_event(sessions, verified_offer):
+    reservation, _ = reserve(sessions, offer_id=verified_offer)
+    token = verify_link(sessions, reservation)
+    assert verify(sessions, reservation["id"], token)["status"] == "active"
+    with pytest.raises(Problem) as twice:
+        verify(sessions, reservation["id"], token)
+    assert (twice.value.status, twice.value.code) == (409, "already_verified")
+    assert len(recorded(sessions, outbox, "ReservationVerified")) == 1
+    assert active_count(sessions, verified_offer) == 1
+
+
+def test_a_verify_link_for_another_reservation_is_refused_and_changes_nothing(sessions, verified_offer):
+    ann, _ = reserve(sessions, offer_id=verified_offer)
+    bob, _ = reserve(sessions, "bob@example.org", "Bob", offer_id=verified_offer)
+    for token in (verify_link(sessions, ann), "0" * 40, "é" * 3):
+        with pytest.raises(Problem) as refused:
+            verify(sessions, bob["id"], token)
+        assert (refused.value.status, refused.value.code) == (403, "wrong_verify_token")
+    with pytest.raises(Problem) as unknown:
+        verify(sessions, "no-such-reservation", verify_link(sessions, ann))
+    assert unknown.value.status == 404
+    assert recorded(sessions, outbox, "ReservationVerified") == []
+
+
+def test_a_link_from_before_a_cancel_and_a_new_reservation_no_longer_works(sessions, verified_offer):
+    first, _ = reserve(sessions, offer_id=verified_offer)
+    old_token = verify_link(sessions, first)
+    cancel(sessions, first)
+    with pytest.raises(Problem) as cancelled:
+        verify(sessions, first["id"], old_token)
+    assert cancelled.value.code == "not_pending"
+    again, status = reserve(sessions, offer_id=verified_offer)
+    assert (again["id"], again["status"], status) == (first["id"], "pending", 201)
+    with pytest.raises(Problem):
+        verify(sessions, first["id"], old_token)
+    assert verify(sessions, first["id"], verify_link(sessions, again))["status"] == "active"
+
+
+def test_the_cut_counts_and_lists_only_confirmed_ones_and_lapses_the_rest(sessions, verified_offer):
+    reserved = [reserve(sessions, f"p{i}@example.org", f"P{i}", offer_id=verified_offer)[0] for i in range(3)]
+    for reservation in reserved[:2]:
+        verify(sessions, reservation["id"], verify_link(sessions, reservation))
+    with sessions() as session:
+        assert len(use_cases.list_for_holder(session, verified_offer, HOLDER)) == 2
+    with sessions.begin() as session:
+        use_cases.on_deadline_reached(session, Envelope("OfferDeadlineReached", {"offer_id": verified_offer},
+                                                        "auction"))
+    [finalised] = recorded(sessions, outbox, "ReservationsFinalised")
+    assert finalised.data["final_count"] == 2
+    assert {r["id"] for r in finalised.data["reservations"]} == {r["id"] for r in reserved[:2]}
+    with pytest.raises(Problem) as late:  # the third purchaser's link, after the cut
+        verify(sessions, reserved[2]["id"], verify_link(sessions, reserved[2]))
+    assert late.value.code == "not_pending"
+    with sessions() as session:
+        assert session.execute(select(reservations.c.status).where(
+            reservations.c.id == reserved[2]["id"])).scalar_one() == "lapsed"
+
+
+def test_from_the_deadline_a_verify_link_is_refused_before_the_cut(sessions, verified_offer, at):
+    reservation, _ = reserve(sessions, offer_id=verified_offer)
+    at(T0 + timedelta(minutes=10))
+    with pytest.raises(Problem) as refused:
+        verify(sessions, reservation["id"], verify_link(sessions, reservation))
+    assert (refused.value.status, refused.value.code) == (409, "offer_closed")
+
+
+def test_a_pending_reservation_can_be_cancelled_and_its_events_carry_rising_revisions(sessions, verified_offer):
+    reservation, _ = reserve(sessions, offer_id=verified_offer)
+    cancel(sessions, reservation)
+    revisions = [e.data["revision"] for e in recorded(sessions, outbox)
+                 if e.type in ("ReservationAccepted", "ReservationCancelled")]
+    assert revisions == [1, 2]

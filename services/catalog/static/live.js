@@ -83,9 +83,9 @@
     var count = o.reservation_count, minimum = o.condition.minimum_reservations;
     var strong = el("strong", {"class": "count"}, count);
     var words = count >= minimum
-      ? fill(plural("reached", count), {count: strong, reached: el("span", {"class": "reached"},
+      ? fill(plural(o.verify_emails ? "reached_confirmed" : "reached", count), {count: strong, reached: el("span", {"class": "reached"},
           fillText(word("minimum_reached", "minimum of {minimum} reached"), {minimum: minimum}))})
-      : fill(plural("needed", minimum), {count: strong, minimum: el("span", {"class": "minimum"}, minimum)});
+      : fill(plural(o.verify_emails ? "needed_confirmed" : "needed", minimum), {count: strong, minimum: el("span", {"class": "minimum"}, minimum)});
     var text = words.map(function (w) { return w.textContent; }).join("");
     if (node.textContent === text) return;
     node.textContent = "";
@@ -234,6 +234,21 @@
       .forEach(function (n) { row.appendChild(n); });
     return row;
   }
+
+  // The seller's dashboard: every offer it lists follows the all-offers stream (count, holder, price).
+  window.cobuyLiveDashboard = function (since) {
+    everySecond();
+    listen("/api/v1/offers/stream?last_event_id=" + since, [], function (o) {
+      document.querySelectorAll('[data-offer-id="' + o.id + '"]').forEach(function (node) {
+        set(node, ".holder", o.condition.seller_name);
+        set(node, ".price", money(o.condition.unit_price, o.currency));
+        set(node, ".minimum", o.condition.minimum_reservations);
+        var count = node.querySelector(".tally"), progress = node.querySelector(".bar");
+        if (count) tally(count, o);
+        if (progress) bar(progress, o);
+      });
+    });
+  };
 
   window.cobuyLiveHome = function (page, since) {
     var open = document.getElementById("open-offers"), closed = document.getElementById("closed-offers");

@@ -1,0 +1,183 @@
+"""Price-drop mails (SPEC §10): when a counter-offer takes an offer, every purchaser with an active
+reservation is told the new condition, once per window.
+
+- **Who**: the mailer keeps its own list of each offer's purchasers (`purchasers`), from the
+  reservation events it already hears for the confirmation and cancellation mails, plus
+  `ReservationVerified`. Each event carries the reservation's `revision`, so a cancel that overtakes
+  its acceptance (they travel through different queues) is not undone by it. Why here and not
+  asked of reservation: docs/architecture.md, "Price drops".
+- **When**: the first interception plans a window due `delay` after it; interceptions before it
+  leaves fold into it (the mail is rendered from the newest condition when the window leaves). The
+  first interception after it plans the next window, due no earlier than `interval` after the last
+  one left: so at most one price-drop mail per purchaser and offer per interval.
+- **Once**: the window is expanded into delivery rows in one transaction with marking it sent, under
+  its row lock (`SKIP LOCKED`: any number of mailer workers); the rows are unique per (window,
+  recipient) as every delivery is. An interception's planner locks the same row, so it either folds
+  into a window that has not left, or plans the next one: never neither.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import SimpleNamespace
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import clock
+from shared.db import dialect_insert, insert_ignore
+from shared.envelope import Envelope
+from shared.events import read
+
+from . import metrics
+from .planning import deliverable, language, one_line, plan, storable_id
+from .tables import price_conditions, price_drops, purchasers
+
+log = logging.getLogger(__name__)
+
+TEMPLATE = "price_drop"
+WINDOW_NAMESPACE = uuid.UUID("5f0c1a52-3b7e-4c41-9d0e-7a1f2b3c4d5e")
+
+
+# ---- the rule (pure) ------------------------------------------------------------------------------
+
+def next_window_due(intercepted_at: datetime, last_planned: bool, last_sent_at: datetime | None,
+                    delay: timedelta, interval: timedelta) -> datetime | None:
+    """When the window this interception starts is due; None when it folds into the window that is
+    planned and has not left yet (the mail will name the newest condition when it leaves)."""
+    if not last_planned:
+        return intercepted_at + delay
+    if last_sent_at is None:
+        return None
+    return max(intercepted_at + delay, last_sent_at + interval)
+
+
+def window_event_id(offer_id: str, seq: int) -> str:
+    """The window's stand-in for an event id (36 characters, as a delivery's event_id): stable, so
+    the window's mail to a recipient always has the same Message-ID and delivery row."""
+    return str(uuid.uuid5(WINDOW_NAMESPACE, f"{offer_id}|{seq}"))
+
+
+# ---- what the mailer reads of reservation's events ------------------------------------------------
+
+@dataclass(frozen=True)
+class HeardPurchaser:
+    reservation_id: object  # bounded by storable_id, whatever was sent
+    offer_id: object
+    name: object
+    email: object
+    revision: int = 0  # absent from events of a reservation service before SPEC §10
+    lang: object = "en"  # the language she reserved in (SPEC §12)
+
+
+def note_purchaser(session: Session, heard: HeardPurchaser, active: bool) -> None:
+    """Keep what the newest event of this reservation says (by revision; equal revisions, of events
+    from before revisions existed, as they come)."""
+    if not isinstance(heard.revision, int) or storable_id(heard.reservation_id) is None or storable_id(heard.offer_id) is None \
+            or not deliverable(heard.email):
+        log.warning("reservation event with an id or address we cannot store; not noted for price drops")
+        return
+    stmt = dialect_insert(session, purchasers).values(
+        reservation_id=heard.reservation_id, offer_id=heard.offer_id, email=heard.email,
+        name=one_line(heard.name), active=active, revision=int(heard.revision), lang=language(heard.lang))
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["reservation_id"],
+        set_={"email": stmt.excluded.email, "name": stmt.excluded.name, "active": stmt.excluded.active,
+              "revision": stmt.excluded.revision, "lang": stmt.excluded.lang},
+        where=purchasers.c.revision <= stmt.excluded.revision))
+
+
+def _instant(event: Envelope) -> datetime:
+    """When the interception happened (the envelope's instant; never later than now)."""
+    try:
+        return min(clock.to_utc(datetime.fromisoformat(event.occurred_at)), clock.now())
+    except (TypeError, ValueError):
+        return clock.now()
+
+
+class PriceDrops:
+    def __init__(self, mail_domain: str, delay_seconds: float = 30.0, interval_seconds: float = 600.0):
+        self.domain = mail_domain
+        self.delay = timedelta(seconds=delay_seconds)
+        self.interval = timedelta(seconds=interval_seconds)
+
+    # -- planning, in the consumer's transaction ------------------------------------------------
+
+    @staticmethod
+    def note_purchaser(session: Session, data: dict, active: bool) -> None:
+        note_purchaser(session, read(HeardPurchaser, data), active)
+
+    def on_interception(self, session: Session, event: Envelope, offer_id: str, version: int, context: dict,
+                        was_price: int) -> None:
+        """Remember the newest condition, then fold into the planned window or plan the next."""
+        stmt = dialect_insert(session, price_conditions).values(
+            offer_id=offer_id, version=version, context=json.dumps(context), closed=False)
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=["offer_id"], set_={"version": stmt.excluded.version, "context": stmt.excluded.context},
+            where=price_conditions.c.version < stmt.excluded.version))
+        # Locks the last window: a window being expanded is waited for, and then seen as sent.
+        last = session.execute(
+            select(price_drops).where(price_drops.c.offer_id == offer_id)
+            .order_by(price_drops.c.seq.desc()).limit(1).with_for_update()
+        ).first()
+        due = next_window_due(_instant(event), last is not None, last.sent_at if last else None,
+                              self.delay, self.interval)
+        if due is None:
+            return
+        # A concurrent planner that took this seq first planned the same window: this one folds into it.
+        insert_ignore(session, price_drops, {"offer_id": offer_id, "seq": (last.seq + 1) if last else 1,
+                                             "due_at": due, "was_price": was_price}, ["offer_id", "seq"])
+
+    def on_close(self, session: Session, offer_id: str) -> None:
+        """No price drop after the close: a window still planned leaves with no recipient."""
+        stmt = dialect_insert(session, price_conditions).values(offer_id=offer_id, version=-1, context="{}",
+                                                                closed=True)
+        session.execute(stmt.on_conflict_do_update(index_elements=["offer_id"], set_={"closed": True}))
+
+    # -- expanding a due window into deliveries ---------------------------------------------------
+
+    def expand_one(self, sessions: sessionmaker[Session]) -> bool:
+        """Expand the next due window, if any, in one transaction; True when one was."""
+        with sessions.begin() as session:
+            now = clock.now()
+            window = session.execute(
+                select(price_drops).where(price_drops.c.sent_at.is_(None), price_drops.c.due_at <= now)
+                .order_by(price_drops.c.due_at).limit(1).with_for_update(skip_locked=True)
+            ).first()
+            if window is None:
+                return False
+            condition = session.execute(
+                select(price_conditions).where(price_conditions.c.offer_id == window.offer_id)).first()
+            recipients = []
+            if condition is not None and not condition.closed:
+                recipients = session.execute(
+                    select(purchasers.c.email, purchasers.c.name, purchasers.c.reservation_id, purchasers.c.lang)
+                    .where(purchasers.c.offer_id == window.offer_id, purchasers.c.active.is_(True))
+                ).all()
+                stand_in = SimpleNamespace(id=window_event_id(window.offer_id, window.seq), correlation_id=None)
+                plan(session, stand_in, TEMPLATE, {**json.loads(condition.context), "was_price": window.was_price},
+                     [(r.email, r.name, {"reservation_id": r.reservation_id, "lang": language(r.lang)})
+                      for r in recipients], self.domain)
+            session.execute(update(price_drops)
+                            .where(price_drops.c.offer_id == window.offer_id, price_drops.c.seq == window.seq)
+                            .values(sent_at=now, recipients=len(recipients)))
+        metrics.PRICE_DROP_RECIPIENTS.inc(len(recipients))
+        log.info("price drop %s #%d: %d purchasers", window.offer_id, window.seq, len(recipients))
+        return True
+
+    def run(self, sessions: sessionmaker[Session], stop: threading.Event) -> None:
+        """Four looks a second for a due window; none is lost by a worker that dies mid-expansion
+        (its transaction rolls back and the window stays due)."""
+        while not stop.is_set():
+            try:
+                if self.expand_one(sessions):
+                    continue
+            except Exception:
+                log.exception("expanding a price-drop window failed; retrying")
+                stop.wait(1.0)
+                continue
+            stop.wait(0.25)
