@@ -271,11 +271,11 @@ def cancel(reservation_id):
 
 
 VERIFY_WORDS = {
-    "already_verified": "This reservation is confirmed already: it counts. There is nothing more to do.",
-    "not_pending": "This reservation was cancelled or lapsed at the deadline: there is nothing to confirm.",
-    "offer_closed": "This offer has closed: the reservation lapsed unconfirmed and does not count.",
+    "already_verified": _l("This reservation is confirmed already: it counts. There is nothing more to do."),
+    "not_pending": _l("This reservation was cancelled or lapsed at the deadline: there is nothing to confirm."),
+    "offer_closed": _l("This offer has closed: the reservation lapsed unconfirmed and does not count."),
 }
-BAD_VERIFY_LINK = "This confirmation link is not valid: use the newest link from your confirmation e-mail."
+BAD_VERIFY_LINK = _l("This confirmation link is not valid: use the newest link from your confirmation e-mail.")
 
 
 def _verify_page(reservation_id: str, token: str, error: str | None = None, done: bool = False,

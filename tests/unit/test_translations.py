@@ -28,7 +28,7 @@ from shared import clock
 ROOT = Path(__file__).resolve().parents[2]
 TRANSLATED = ["catalog", "mailer"]
 # What may stay Latin in a Japanese page or mail: names, and what the reader types or copies.
-ALLOWED = {"cobuy", "UTC", "English"}
+ALLOWED = {"cobuy", "UTC", "English", "API", "ID", "Webhook"}  # the last three are Japanese too
 NOW = clock.now()
 
 
@@ -86,7 +86,7 @@ class _Seen(HTMLParser):
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         self.parts += [value for name, value in attrs.items() if name in self.SPOKEN and value]
-        if tag in ("style", "pre") or (tag == "script" and attrs.get("type") != "application/json"):
+        if tag in ("style", "pre", "code") or (tag == "script" and attrs.get("type") != "application/json"):
             self.skip.append(tag)
         elif tag == "script":
             self.skip.append("json")
@@ -110,7 +110,7 @@ def _strings(value) -> list[str]:
 
 def english_left(text: str) -> list[str]:
     """Latin words in `text` beyond names, addresses, links and the API's own words."""
-    text = re.sub(r"https?://\S+|\S+@\S+|purchasers\.csv|\{\w+\}", " ", text)
+    text = re.sub(r"https?://\S+|\S+@\S+|purchasers\.csv|\{\w+\}|\b2xx\b", " ", text)
     return sorted({word for word in re.findall(r"[A-Za-z]{2,}", text) if word not in ALLOWED})
 
 
@@ -161,6 +161,11 @@ def _page_contexts() -> dict[str, list[dict]]:
                         dict(reservation_id="r1", token="ab", done=True, error=None, offer=_offer()),
                         *[dict(reservation_id="r1", token="ab", done=False, error=error, offer=None)
                           for error in (pages.BAD_LINK, pages.TRY_AGAIN, pages.CLOSED_TO_CANCELS)]],
+        "verify.html": [dict(reservation_id="r1", token="ab", done=False, error=None, offer=None),
+                        dict(reservation_id="r1", token="ab", done=True, error=None, offer=_offer()),
+                        dict(reservation_id="r1", token="ab", done=True, error=None, offer=None),
+                        *[dict(reservation_id="r1", token="ab", done=False, error=error, offer=_offer())
+                          for error in (*pages.VERIFY_WORDS.values(), pages.BAD_VERIFY_LINK)]],
         "error.html": [],  # pages.py's handlers give its words: rendered below through them
     }
 
@@ -240,8 +245,13 @@ MAILS = {
     "invitation": {"title": "電動自転車", "currency": "jpy", "invite_at": CLOSES, "closes_at": CLOSES, "holder_id": "s1",
                    "holder_name": "山田商店", "unit_price": 39900, "minimum_reservations": 3, "min_decrement": 100,
                    "reservation_count": 2},
+    "price_drop": {"title": "電動自転車", "currency": "jpy", "closes_at": CLOSES, "condition": CONDITION,
+                   "was_price": 39900},
+    "sign_in_link": {"token": "ab12", "expires_at": CLOSES},
+    "webhook_disabled": {"endpoint_id": "w1", "url": "https://hooks.example.jp/cobuy", "failing_since": CLOSES,
+                         "hours": 24},
     **{template: {"title": "電動自転車", "currency": "jpy", "outcome": "concluded", "final_count": 2, "closes_at": CLOSES,
-                  "condition": CONDITION, "purchasers": BUYERS}
+                  "condition": {**CONDITION, "seller_email": "suzuki@example.jp"}, "purchasers": BUYERS}
        for template in ("contract_concluded", "contract_failed", "concluded_holder", "failed_holder")},
 }
 
@@ -256,7 +266,8 @@ def render_mail(template: str, lang: str, **context) -> email.message.EmailMessa
 
 def seen_in_mail(mail) -> str:
     text = mail.get_body(("plain",)).get_content()
-    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(("curl ", "-H ", "-d ")))
+    text = "\n".join(line for line in text.splitlines()
+                     if not line.lstrip().startswith(("curl ", "-H ", "-d ", "GET ")))  # what the reader types
     return " ".join([str(mail["Subject"]), text, seen_in_html(mail.get_body(("html",)).get_content())])
 
 
