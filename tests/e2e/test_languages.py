@@ -107,3 +107,19 @@ def test_purchasers_are_told_of_the_close_each_in_the_language_they_reserved_in(
     assert "最低 3件に対し 2件でした" in japanese.text and "2 of 3 reservations" in english.text
     holder = wait_for(lambda: [m for m in mailbox.matching(subject="不成立: Tea set（3件中 2件）")], 30, what="holder")
     assert holder
+
+
+def test_a_seller_who_registers_from_the_japanese_page_is_invited_in_japanese(cobuy, mailbox):
+    visitor = _visitor(**{"Accept-Language": "ja"})
+    form = visitor.get(cobuy.url("/sellers/register"), timeout=10)
+    assert '<html lang="ja">' in form.text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)
+    email = unique_email("kyoto")
+    registered = visitor.post(cobuy.url("/sellers/register"), timeout=10,
+                              data={"csrf_token": token, "name": "京都商店", "email": email})
+    assert registered.status_code == 200, registered.text
+    holder = cobuy.register_seller(name="Holder Inc")
+    offer = cobuy.create_offer(holder, title="抹茶セット", currency="jpy", unit_price=5000, invite_at=instant(2),
+                               closes_at=instant(3600))
+    [invitation] = mailbox.wait(1, to=email, subject="招待", timeout=20)
+    assert invitation.subject == f"招待: {offer['title']} で ￥5,000 を下回る条件を" and "京都商店 様" in invitation.text
