@@ -6,6 +6,9 @@ COPY shared shared
 COPY gateway gateway
 COPY services services
 COPY cobuy cobuy
+# the pages' and mails' catalogs, compiled into the wheel (the .mo files are never committed)
+RUN pip install --no-cache-dir "babel>=2.14" \
+ && for service in catalog mailer; do pybabel compile -d services/$service/translations || exit 1; done
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim

@@ -13,7 +13,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 from yarl import URL
 
-from shared import config as config_module, identity, logs, metrics
+from shared import languages, config as config_module, identity, logs, metrics
 from shared.problems import PROBLEM_JSON, Problem
 from shared.http import CORRELATION_HEADER, MAX_BODY, accepted_correlation_id
 
@@ -132,7 +132,9 @@ class Gateway:
 
         try:
             if request.method in ("GET", "HEAD") and not authorization:
-                stored, hit = await self.pages.fetch((request.method, target), load)
+                language = cache.language_of(request.query.get(languages.QUERY), request.cookies,
+                                             request.headers.get("Accept-Language"))
+                stored, hit = await self.pages.fetch((request.method, target, language), load)
             else:
                 stored, hit = await load(), False
         except asyncio.TimeoutError:

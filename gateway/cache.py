@@ -3,8 +3,10 @@ a site, kept here because the gateway is the one door).
 
 An upstream response is kept when, and only as long as, it says so: status 200 to a GET or HEAD
 without credentials, `Cache-Control: public` with `s-maxage` (or `max-age`), no `Set-Cookie`, no
-`Vary` beyond `Accept-Encoding`; never longer than `MAX_SECONDS`. Concurrent misses for one key
-wait for a single upstream fetch, so a burst on a cold page costs one render.
+`Vary` beyond `Accept-Encoding` and the language (`Accept-Language`, `Cookie`); never longer than
+`MAX_SECONDS`. A page varies by language (SPEC §12), so the key holds the language the request will
+be answered in (`language_of`, the catalog's own choice): a public page depends on no other cookie.
+Concurrent misses for one key wait for a single upstream fetch, so a burst on a cold page costs one render.
 """
 from __future__ import annotations
 
@@ -14,9 +16,17 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from shared import languages
+
 MAX_SECONDS = 0.5
 MAX_ENTRIES = 2000
 MAX_BODY = 512 * 1024
+KEYED_VARY = {"accept-encoding", "accept-language", "cookie"}  # what the key (or the body's bytes) covers
+
+
+def language_of(query: str | None, cookies, accept_language: str | None) -> str:
+    """The language a page request is answered in, as catalog chooses it: part of the cache key."""
+    return languages.negotiate(query, cookies.get(languages.COOKIE), accept_language)
 
 
 @dataclass
@@ -32,7 +42,7 @@ def lifetime(status: int, headers) -> float:
     if status != 200 or "Set-Cookie" in headers:
         return 0.0
     vary = {v.strip().lower() for v in headers.get("Vary", "").split(",") if v.strip()}
-    if vary - {"accept-encoding"}:
+    if vary - KEYED_VARY:
         return 0.0
     control = headers.get("Cache-Control", "").lower()
     if "public" not in control or "no-store" in control or "private" in control:

@@ -134,9 +134,9 @@ class Cobuy:
     def auth(seller: dict) -> dict:
         return {"Authorization": f"Bearer {seller['api_key']}"}
 
-    def register_seller(self, name: str | None = None, email: str | None = None) -> dict:
+    def register_seller(self, name: str | None = None, email: str | None = None, **extra) -> dict:
         reply = self.post("/api/v1/sellers", json={"name": name or f"Seller {uuid.uuid4().hex[:6]}",
-                                                   "email": email or unique_email("seller")})
+                                                   "email": email or unique_email("seller"), **extra})
         assert reply.status_code == 201, reply.text
         seller = reply.json()
         self.sellers.append(seller)

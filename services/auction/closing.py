@@ -23,6 +23,7 @@ class HeardPurchaser:
     id: str
     name: str
     email: str
+    lang: str = "en"  # the language of their mails, passed on to the mailer
 
 
 @dataclass(frozen=True)
@@ -49,5 +50,5 @@ def close(session: Session, tally: HeardTally) -> None:
             minimum_reservations=offer.minimum_reservations, since=offer.condition_since,
             seller_email=offer.holder_email,
         ),
-        purchasers=[Purchaser(id=p.id, name=p.name, email=p.email) for p in tally.reservations],
+        purchasers=[Purchaser(id=p.id, name=p.name, email=p.email, lang=p.lang) for p in tally.reservations],
     ))

@@ -91,6 +91,7 @@ class Purchaser:
     id: str
     name: str
     email: str
+    lang: str = "en"  # optional, same VERSION: the language of the purchaser's mails (SPEC §12)
 
 
 @dataclass(frozen=True)

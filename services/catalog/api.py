@@ -39,7 +39,7 @@ class Sellers(MethodView):
         """Register a seller; the API key is shown once."""
         current_app.extensions["cobuy.limiter"].hit("registrations", f"ip:{client_address()}")
         with sessions().begin() as session:
-            seller = sellers.register_seller(session, body["name"], body["email"])
+            seller = sellers.register_seller(session, body["name"], body["email"], body["lang"])
         return seller, 201, {"Location": "/api/v1/sellers/me"}
 
 

@@ -9,7 +9,7 @@ from shared import logs
 from shared.runtime import Runtime
 from shared.web import create_service_app
 
-from . import SERVICE
+from . import SERVICE, languages
 from .api import internal_bp, offers_bp, sellers_bp
 from .dashboard import dashboard_bp
 from .pages import pages_bp
@@ -27,6 +27,7 @@ def create_app(runtime: Runtime | None = None) -> Flask:
     app.config.update(SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SECURE=runtime.config.public_url.startswith("https:"))
     app.extensions["cobuy.limiter"] = runtime.rate_limiter(rate_limits)
+    languages.install(app)
     csrf = CSRFProtect(app)
     for blueprint in (sellers_bp, offers_bp, internal_bp):
         csrf.exempt(blueprint)

@@ -13,6 +13,7 @@ class SellerRegistered(Event):
     name: str
     email: str
     registered_at: datetime
+    lang: str = "en"  # optional, same VERSION: the language the seller's mails speak (SPEC §12)
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,15 @@ from urllib.parse import quote
 
 import requests
 from flask import Blueprint, abort, current_app, render_template, request
+from flask_babel import gettext as _, lazy_gettext as _l
 from flask_wtf.csrf import CSRFError, generate_csrf
 from markupsafe import Markup
 
-from shared import clock, logs
+from shared import clock, languages as language_rules, logs
 from shared.money import format_money
 from shared.web import client_address
 
-from . import offers as use_cases
+from . import languages, offers as use_cases
 
 pages_bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                      static_url_path="/static")
@@ -38,14 +39,15 @@ _TOKEN = re.compile(r"[0-9a-f]{1,100}")
 
 @pages_bp.app_template_filter("money")
 def money_filter(minor_units: int, currency: str) -> str:
-    return format_money(minor_units, currency)
+    return format_money(minor_units, currency, languages.current())
 
 
 @pages_bp.app_template_filter("when")
 def when_filter(value: datetime) -> Markup:
-    """In UTC, named; the script shows it in the viewer's own zone, named too (live.js)."""
+    """In UTC, named, the language's way; the script shows it in the viewer's own zone, named too (live.js)."""
     utc = clock.to_utc(value)
-    return Markup('<time datetime="{}">{}</time>').format(utc.isoformat(), utc.strftime("%Y-%m-%d %H:%M:%S UTC"))
+    return Markup('<time datetime="{}">{}</time>').format(
+        utc.isoformat(), language_rules.format_instant(utc, languages.current()))
 
 
 @pages_bp.app_template_filter("time_left")
@@ -58,17 +60,17 @@ def time_left_filter(value: datetime) -> Markup:
 def time_left_words(value: datetime) -> str:
     seconds = int((value - clock.now()).total_seconds())
     if seconds <= 0:
-        return "closing now"
+        return _("closing now")
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     if days:
-        return f"{days} d {hours} h left"
+        return _("%(d)s d %(h)s h left", d=days, h=hours)
     if hours:
-        return f"{hours} h {minutes} min left"
+        return _("%(h)s h %(m)s min left", h=hours, m=minutes)
     if minutes:
-        return f"{minutes} min {secs} s left"
-    return f"{secs} s left"
+        return _("%(m)s min %(s)s s left", m=minutes, s=secs)
+    return _("%(s)s s left", s=secs)
 
 
 def progress(offer: dict) -> int:
@@ -143,14 +145,15 @@ def _load(offer_id: str) -> dict:
 
 OFFER_PAGE_SECONDS = 0.5
 CSRF_SLOT = "\x00csrf\x00"  # no template output can contain it: autoescaping never emits NUL
-_offer_pages: dict[str, tuple[float, str]] = {}
+_offer_pages: dict[tuple[str, str], tuple[float, str]] = {}
 
 
 @pages_bp.get("/offers/<offer_id>")
 def offer_page(offer_id):
     """Rendered at most twice a second per offer, without its form token; each visitor's own
     CSRF token goes into the slot (the page then follows the offer's stream, as the home page does)."""
-    cached = _offer_pages.get(offer_id)
+    key = (offer_id, languages.current())
+    cached = _offer_pages.get(key)
     if cached is None or time.monotonic() - cached[0] >= OFFER_PAGE_SECONDS:
         offer = _load(offer_id)
         cached = (time.monotonic(), render_template(
@@ -158,7 +161,7 @@ def offer_page(offer_id):
             csrf_token=lambda: CSRF_SLOT))
         if len(_offer_pages) > 1000:
             _offer_pages.clear()
-        _offer_pages[offer_id] = cached
+        _offer_pages[key] = cached
     return cached[1].replace(CSRF_SLOT, generate_csrf()), {"Cache-Control": "private, no-cache"}
 
 
@@ -167,13 +170,14 @@ def reserve(offer_id):
     offer = _load(offer_id)
     form = {"name": request.form.get("name", ""), "email": request.form.get("email", "")}
     try:
-        reply = _http.post(
+        reply = _http.post(  # the purchaser's mails speak the language of the page they reserved from
             f"{_reservation_api()}/api/v1/offers/{offer_id}/reservations",
-            json=form, timeout=10, headers={"X-Correlation-Id": logs.correlation_id() or "",
-                                            "X-Forwarded-For": client_address()},
+            json={**form, "lang": languages.current()}, timeout=10,
+            headers={"X-Correlation-Id": logs.correlation_id() or "", "X-Forwarded-For": client_address()},
         )
     except requests.RequestException:
-        return _offer_with_errors(offer, form, {"form": ["We could not take your reservation just now. Please try again."]}, 503)
+        return _offer_with_errors(
+            offer, form, {"form": [_("We could not take your reservation just now. Please try again.")]}, 503)
     body = reply.json() if reply.headers.get("content-type", "").endswith("json") else {}
     if reply.status_code in (200, 201):
         return render_template("reserved.html", offer=offer, reservation=body, repeat=reply.status_code == 200,
@@ -182,8 +186,8 @@ def reserve(offer_id):
 
 
 FIELD_WORDS = {
-    "name": "Please give your name: 1 to 100 characters, on one line.",
-    "email": "Please give a valid e-mail address, such as name@example.com.",
+    "name": _l("Please give your name: 1 to 100 characters, on one line."),
+    "email": _l("Please give a valid e-mail address, such as name@example.com."),
 }
 
 
@@ -191,12 +195,12 @@ def refusal_in_words(status: int, body: dict, offer: dict) -> dict[str, list]:
     """Why the reservation service refused the form, in words for a purchaser, by field
     (`form` for the form as a whole): never a validator's own phrasing."""
     if body.get("code") == "offer_closed":
-        return {"form": [Markup("This offer closed on {}: it takes no more reservations.").format(
-            when_filter(offer["closes_at"]))]}
+        return {"form": [Markup(_("This offer closed on %(when)s: it takes no more reservations.",
+                                  when=when_filter(offer["closes_at"])))]}
     if status == 429:
-        return {"form": ["Too many reservations from your address just now. Please wait a minute and try again."]}
-    fields = {name: [words] for name, words in FIELD_WORDS.items() if name in (body.get("errors") or {})}
-    return fields or {"form": ["Your reservation could not be taken. Please check the form and try again."]}
+        return {"form": [_("Too many reservations from your address just now. Please wait a minute and try again.")]}
+    fields = {name: [str(words)] for name, words in FIELD_WORDS.items() if name in (body.get("errors") or {})}
+    return fields or {"form": [_("Your reservation could not be taken. Please check the form and try again.")]}
 
 
 def _offer_with_errors(offer, form, errors, status):
@@ -204,8 +208,9 @@ def _offer_with_errors(offer, form, errors, status):
                            form=form, errors=errors), status
 
 
-BAD_LINK = "This cancel link is not valid: use the link from your confirmation e-mail."
-TRY_AGAIN = "We could not reach your reservation just now. Please try again."
+BAD_LINK = _l("This cancel link is not valid: use the link from your confirmation e-mail.")
+TRY_AGAIN = _l("We could not reach your reservation just now. Please try again.")
+CLOSED_TO_CANCELS = _l("This offer has closed: the reservation can no longer be cancelled.")
 
 
 def _purchasers_reservation(reservation_id: str, token: str) -> tuple[dict | None, str | None, int]:
@@ -232,9 +237,9 @@ def _cancel_page(reservation_id: str, token: str, state: dict | None, error: str
             offer = use_cases.get_offer(session, state["offer_id"])
     if error is None and not done and state is not None:
         if state["status"] == "cancelled":
-            error = "This reservation is already cancelled: there is nothing more to do."
+            error = _("This reservation is already cancelled: there is nothing more to do.")
         elif offer is not None and offer["status"] == "closed":
-            error = "This offer has closed: the reservation can no longer be cancelled."
+            error = CLOSED_TO_CANCELS
     return render_template("cancel.html", reservation_id=reservation_id, token=token, done=done, error=error,
                            offer=offer), status
 
@@ -260,18 +265,17 @@ def cancel(reservation_id):
     if reply.status_code == 204:
         return _cancel_page(reservation_id, token, state, None, done=True)
     if reply.status_code == 409:
-        return _cancel_page(reservation_id, token, state, "This offer has closed: the reservation can no longer "
-                            "be cancelled.", status=409)
+        return _cancel_page(reservation_id, token, state, CLOSED_TO_CANCELS, status=409)
     return _cancel_page(reservation_id, token, state, BAD_LINK if reply.status_code in (403, 404) else TRY_AGAIN,
                         status=reply.status_code)
 
 
 VERIFY_WORDS = {
-    "already_verified": "This reservation is confirmed already: it counts. There is nothing more to do.",
-    "not_pending": "This reservation was cancelled or lapsed at the deadline: there is nothing to confirm.",
-    "offer_closed": "This offer has closed: the reservation lapsed unconfirmed and does not count.",
+    "already_verified": _l("This reservation is confirmed already: it counts. There is nothing more to do."),
+    "not_pending": _l("This reservation was cancelled or lapsed at the deadline: there is nothing to confirm."),
+    "offer_closed": _l("This offer has closed: the reservation lapsed unconfirmed and does not count."),
 }
-BAD_VERIFY_LINK = "This confirmation link is not valid: use the newest link from your confirmation e-mail."
+BAD_VERIFY_LINK = _l("This confirmation link is not valid: use the newest link from your confirmation e-mail.")
 
 
 def _verify_page(reservation_id: str, token: str, error: str | None = None, done: bool = False,
@@ -315,10 +319,10 @@ def verify(reservation_id):
 
 @pages_bp.app_errorhandler(CSRFError)
 def csrf_failed(exc):
-    return render_template("error.html", title="This form has expired",
-                           message="Please go back, reload the page and send the form again."), 400
+    return render_template("error.html", title=_("This form has expired"),
+                           message=_("Please go back, reload the page and send the form again.")), 400
 
 
 @pages_bp.errorhandler(404)
 def page_not_found(_exc):
-    return render_template("error.html", title="Not found", message="There is no such offer or page."), 404
+    return render_template("error.html", title=_("Not found"), message=_("There is no such offer or page.")), 404

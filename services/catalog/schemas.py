@@ -2,6 +2,7 @@
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from shared.money import CURRENCIES, MAX_MINOR_UNITS
+from shared import languages
 from shared.validation import Email, StrictInteger, Text, UTCInstant
 
 MAX_PRICE = MAX_MINOR_UNITS
@@ -16,6 +17,8 @@ class StrictSchema(Schema):
 class SellerRegistrationSchema(StrictSchema):
     name = Text(max_length=100, required=True)
     email = Email(required=True)
+    lang = fields.String(load_default=languages.DEFAULT, validate=validate.OneOf(languages.LANGUAGES),
+                         metadata={"description": "The language of the seller's mails (invitations, interceptions)."})
 
 
 class SellerSchema(Schema):
@@ -23,6 +26,7 @@ class SellerSchema(Schema):
     name = fields.String()
     email = fields.String()
     registered_at = fields.DateTime()
+    lang = fields.String()
 
 
 class RegisteredSellerSchema(SellerSchema):

@@ -17,7 +17,7 @@ from shared.problems import Problem
 from shared.validation import Email
 from shared.web import client_address
 
-from . import sellers, signin
+from . import languages, sellers, signin
 from .rules import safe_next
 from .schemas import SellerRegistrationSchema
 
@@ -186,7 +186,8 @@ def register():
     try:
         _limiter().hit("registrations", f"ip:{client_address()}")
         with sessions().begin() as session:
-            seller = sellers.register_seller(session, body["name"], body["email"])
+            # the seller's mails speak the language of the page they registered from (SPEC §12)
+            seller = sellers.register_seller(session, body["name"], body["email"], languages.current())
             signin.issue_link(session, seller)
     except Problem as problem:
         words = {"email_taken": "A seller with this e-mail is already registered: sign in instead.",

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared import clock
+from shared import clock, languages
 from shared.identity import hash_api_key
 from shared.outbox import record_event
 from shared.problems import Problem
@@ -18,7 +18,7 @@ from .events import SellerRegistered
 from .tables import outbox, sellers
 
 
-def register_seller(session: Session, name: str, email: str) -> dict:
+def register_seller(session: Session, name: str, email: str, lang: str = languages.DEFAULT) -> dict:
     api_key = "cb_" + secrets.token_urlsafe(32)
     seller = {
         "id": str(uuid.uuid4()),
@@ -26,6 +26,7 @@ def register_seller(session: Session, name: str, email: str) -> dict:
         "email": email.lower(),
         "api_key_hash": hash_api_key(api_key),
         "registered_at": clock.now(),
+        "lang": lang,
     }
     if session.execute(select(sellers.c.id).where(sellers.c.email == seller["email"])).first():
         raise Problem(409, "email_taken", "A seller with this e-mail is already registered.")
@@ -35,13 +36,14 @@ def register_seller(session: Session, name: str, email: str) -> dict:
     except IntegrityError:
         raise Problem(409, "email_taken", "A seller with this e-mail is already registered.") from None
     record_event(session, outbox, SERVICE,
-                 SellerRegistered(seller["id"], name, seller["email"], seller["registered_at"]))
+                 SellerRegistered(seller["id"], name, seller["email"], seller["registered_at"], lang))
     return {**public_seller(seller), "api_key": api_key}
 
 
 def public_seller(row) -> dict:
     row = dict(row._mapping) if hasattr(row, "_mapping") else row
-    return {"id": row["id"], "name": row["name"], "email": row["email"], "registered_at": row["registered_at"]}
+    return {"id": row["id"], "name": row["name"], "email": row["email"], "registered_at": row["registered_at"],
+            "lang": row["lang"]}
 
 
 def seller_by_key(session: Session, api_key: str) -> dict | None:

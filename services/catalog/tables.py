@@ -18,6 +18,7 @@ sellers = Table(
     Column("email", String(254), nullable=False, unique=True),
     Column("api_key_hash", String(64), nullable=False, unique=True),
     Column("registered_at", UTCDateTime, nullable=False),
+    Column("lang", String(5), nullable=False, server_default="en"),  # the language of its mails (SPEC §12)
 )
 
 # The offer as published, plus the read model the pages show (condition, count, status…),

@@ -8,13 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared import clock, logs
+from shared import clock, languages, logs
 from shared.db import insert_ignore, insert_ignore_many
 from shared.envelope import Envelope
 from shared.events import read
@@ -41,6 +41,11 @@ def deliverable(address: object) -> bool:
     """An address SMTP can carry (RFC 5321: 254 characters) and a column can store."""
     return (isinstance(address, str) and 3 <= len(address) <= ADDRESS_LENGTH and "@" in address
             and address.isprintable() and not any(c.isspace() for c in address))
+
+
+def language(value: object) -> str:
+    """The language a mail speaks: one we have words for, else English (an older event has none)."""
+    return languages.supported(value) or languages.DEFAULT
 
 
 def storable_id(value: object) -> str | None:
@@ -89,6 +94,7 @@ class HeardSeller:
     name: object
     email: object
     registered_at: str
+    lang: object = languages.DEFAULT
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,7 @@ class HeardReservation:
     name: str
     email: str
     offer: dict
+    lang: object = field(default=languages.DEFAULT, kw_only=True)  # older events have none
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,7 @@ class HeardLoser:
     seller_email: str
     unit_price: int
     minimum_reservations: int
+    seller_id: object = None  # for their language
 
 
 @dataclass(frozen=True)
@@ -168,18 +176,25 @@ class Planner:
             log.warning("seller of event %s has an id or address we cannot store or mail; not invited", event.id)
             return
         insert_ignore(session, sellers, {"id": seller.seller_id, "name": one_line(seller.name), "email": seller.email,
-                                         "registered_at": datetime.fromisoformat(seller.registered_at)}, ["id"])
+                                         "registered_at": datetime.fromisoformat(seller.registered_at),
+                                         "lang": language(seller.lang)}, ["id"])
+
+    @staticmethod
+    def seller_language(session: Session, seller_id: object) -> str:
+        """The language a seller registered in (English for one the mailer has not heard of)."""
+        found = session.execute(select(sellers.c.lang).where(sellers.c.id == storable_id(seller_id))).scalar()
+        return language(found)
 
     def on_sign_in_link_requested(self, session: Session, event: Envelope) -> None:
         """The token is in the batch's context until the mail is sent: it is good for 15 minutes and
         once only, and catalog keeps only its hash (docs/adr/0010-seller-sessions-in-catalog.md)."""
         link = read(HeardSignInLink, event.data)
         plan(session, event, "sign_in_link", {"token": link.token, "expires_at": link.expires_at},
-             [(link.email, link.name, {})], self.domain)
+             [(link.email, link.name, {"lang": self.seller_language(session, link.seller_id)})], self.domain)
 
     def on_reservation_accepted(self, session: Session, event: Envelope) -> None:
         r = read(HeardAcceptance, event.data)
-        extra = {"reservation_id": r.reservation_id, "cancel_token": r.cancel_token}
+        extra = {"reservation_id": r.reservation_id, "cancel_token": r.cancel_token, "lang": language(r.lang)}
         if r.status == "pending" and r.verify_token:
             extra["verify_token"] = r.verify_token
         plan(session, event, "reservation_accepted", {"offer_id": r.offer_id, **r.offer},
@@ -189,7 +204,7 @@ class Planner:
     def on_reservation_cancelled(self, session: Session, event: Envelope) -> None:
         r = read(HeardReservation, event.data)
         plan(session, event, "reservation_cancelled", {"offer_id": r.offer_id, **r.offer},
-             [(r.email, r.name, {})], self.domain)
+             [(r.email, r.name, {"lang": language(r.lang)})], self.domain)
         self._note_purchaser(session, event, active=False)
 
     def on_reservation_verified(self, session: Session, event: Envelope) -> None:
@@ -204,7 +219,8 @@ class Planner:
         lost = i.intercepted
         context = {"offer_id": i.offer_id, **i.offer, "condition": i.condition, "kind": i.kind,
                    "previous": {"unit_price": lost.unit_price, "minimum_reservations": lost.minimum_reservations}}
-        plan(session, event, "offer_intercepted", context, [(lost.seller_email, lost.seller_name, {})],
+        plan(session, event, "offer_intercepted", context,
+             [(lost.seller_email, lost.seller_name, {"lang": self.seller_language(session, lost.seller_id)})],
              self.domain)
         condition = {k: i.condition.get(k) for k in ("seller_name", "unit_price", "minimum_reservations")}
         self.price_drops.on_interception(
@@ -216,9 +232,10 @@ class Planner:
         """Every registered seller except the holder at the invitation instant. The templates get the
         whole event: it is the offer as the invitation describes it."""
         rows = session.execute(
-            select(sellers.c.email, sellers.c.name).where(sellers.c.id != event.data["holder_id"])
+            select(sellers.c.email, sellers.c.name, sellers.c.lang).where(sellers.c.id != event.data["holder_id"])
         ).all()
-        plan(session, event, "invitation", event.data, [(r.email, r.name, {}) for r in rows], self.domain)
+        plan(session, event, "invitation", event.data, [(r.email, r.name, {"lang": language(r.lang)}) for r in rows],
+             self.domain)
 
     def on_offer_closed(self, session: Session, event: Envelope) -> None:
         c = read(HeardClose, event.data)
@@ -229,12 +246,14 @@ class Planner:
                    "condition": {"seller_id": holder.seller_id, "seller_name": holder.seller_name,
                                  "seller_email": holder.seller_email, "unit_price": holder.unit_price,
                                  "minimum_reservations": holder.minimum_reservations}}
-        purchasers = [(p["email"], p["name"], {"reservation_id": p["id"]}) for p in c.purchasers]
+        purchasers = [(p["email"], p["name"], {"reservation_id": p["id"], "lang": language(p.get("lang"))})
+                      for p in c.purchasers]
         plan(session, event, "contract_concluded" if concluded else "contract_failed", context, purchasers,
              self.domain)
         holder_context = {**context, "purchasers": c.purchasers}
         plan(session, event, "concluded_holder" if concluded else "failed_holder", holder_context,
-             [(holder.seller_email, holder.seller_name, {})], self.domain)
+             [(holder.seller_email, holder.seller_name, {"lang": self.seller_language(session, holder.seller_id)})],
+             self.domain)
         self.price_drops.on_close(session, c.offer_id)
 
     def handlers(self) -> dict:

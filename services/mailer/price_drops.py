@@ -34,7 +34,7 @@ from shared.envelope import Envelope
 from shared.events import read
 
 from . import metrics
-from .planning import deliverable, one_line, plan, storable_id
+from .planning import deliverable, language, one_line, plan, storable_id
 from .tables import price_conditions, price_drops, purchasers
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class HeardPurchaser:
     name: object
     email: object
     revision: int = 0  # absent from events of a reservation service before SPEC §10
+    lang: object = "en"  # the language she reserved in (SPEC §12)
 
 
 def note_purchaser(session: Session, heard: HeardPurchaser, active: bool) -> None:
@@ -82,11 +83,11 @@ def note_purchaser(session: Session, heard: HeardPurchaser, active: bool) -> Non
         return
     stmt = dialect_insert(session, purchasers).values(
         reservation_id=heard.reservation_id, offer_id=heard.offer_id, email=heard.email,
-        name=one_line(heard.name), active=active, revision=int(heard.revision))
+        name=one_line(heard.name), active=active, revision=int(heard.revision), lang=language(heard.lang))
     session.execute(stmt.on_conflict_do_update(
         index_elements=["reservation_id"],
         set_={"email": stmt.excluded.email, "name": stmt.excluded.name, "active": stmt.excluded.active,
-              "revision": stmt.excluded.revision},
+              "revision": stmt.excluded.revision, "lang": stmt.excluded.lang},
         where=purchasers.c.revision <= stmt.excluded.revision))
 
 
@@ -154,12 +155,13 @@ class PriceDrops:
             recipients = []
             if condition is not None and not condition.closed:
                 recipients = session.execute(
-                    select(purchasers.c.email, purchasers.c.name, purchasers.c.reservation_id)
+                    select(purchasers.c.email, purchasers.c.name, purchasers.c.reservation_id, purchasers.c.lang)
                     .where(purchasers.c.offer_id == window.offer_id, purchasers.c.active.is_(True))
                 ).all()
                 stand_in = SimpleNamespace(id=window_event_id(window.offer_id, window.seq), correlation_id=None)
                 plan(session, stand_in, TEMPLATE, {**json.loads(condition.context), "was_price": window.was_price},
-                     [(r.email, r.name, {"reservation_id": r.reservation_id}) for r in recipients], self.domain)
+                     [(r.email, r.name, {"reservation_id": r.reservation_id, "lang": language(r.lang)})
+                      for r in recipients], self.domain)
             session.execute(update(price_drops)
                             .where(price_drops.c.offer_id == window.offer_id, price_drops.c.seq == window.seq)
                             .values(sent_at=now, recipients=len(recipients)))

@@ -16,6 +16,7 @@ sellers = Table(
     Column("name", String(100), nullable=False),
     Column("email", String(254), nullable=False),
     Column("registered_at", UTCDateTime, nullable=False),
+    Column("lang", String(5), nullable=False, server_default="en"),  # the language of its mails (SPEC §12)
 )
 
 # What one event asks to say (shared by all its recipients): rendered at send time.
@@ -72,6 +73,7 @@ purchasers = Table(
     Column("name", String(100), nullable=False),
     Column("active", Boolean, nullable=False),
     Column("revision", Integer, nullable=False),
+    Column("lang", String(5), nullable=False, server_default="en"),  # the language she reserved in (SPEC §12)
     Index("ix_purchasers_offer_active", "offer_id", "active"),
 )
 

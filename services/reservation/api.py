@@ -66,7 +66,7 @@ class OfferReservations(MethodView):
         def reserve():
             with runtime.sessions.begin() as session:
                 return use_cases.reserve(session, offer_id, body["name"], body["email"], idempotency_key,
-                                         runtime.config.internal_secret)
+                                         runtime.config.internal_secret, body["lang"])
 
         return _learning(lambda: _reconnecting(reserve))
 

@@ -26,6 +26,7 @@ class ReservationAccepted(Event):
     email: str
     cancel_token: str
     offer: ReservedOffer
+    lang: str = "en"  # optional, same VERSION: the language of the purchaser's mails (SPEC §12)
     # Optional fields added for SPEC §10 (VERSION stays 1): `pending` until the purchaser opens the
     # verify link (given only then); `revision` orders one reservation's events across queues.
     status: str = "active"
@@ -47,6 +48,7 @@ class ReservationCancelled(Event):
     name: str
     email: str
     offer: CancelledOffer
+    lang: str = "en"  # optional, same VERSION: the language of the purchaser's mails (SPEC §12)
     revision: int = 0  # SPEC §10, optional: orders one reservation's events across queues
 
 
@@ -72,6 +74,7 @@ class Purchaser:
     id: str
     name: str
     email: str
+    lang: str = "en"
 
 
 @dataclass(frozen=True)

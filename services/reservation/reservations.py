@@ -20,7 +20,7 @@ import requests
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import clock, lookup
+from shared import clock, languages, lookup
 from shared import config as config_module
 from shared.config import Config
 from shared.db import advisory_lock, dialect_insert, insert_ignore, lock_key
@@ -173,7 +173,7 @@ def _reservation_dict(row, secret: str) -> dict:
 def _accepted_event(session: Session, offer, row, secret: str) -> None:
     pending = row.status == "pending"
     record_event(session, outbox, SERVICE, ReservationAccepted(
-        reservation_id=row.id, offer_id=offer.id, name=row.name, email=row.email,
+        reservation_id=row.id, offer_id=offer.id, name=row.name, email=row.email, lang=row.lang,
         cancel_token=cancel_token(secret, row.id),
         offer=ReservedOffer(title=offer.title, currency=offer.currency, closes_at=offer.closes_at,
                             unit_price=offer.unit_price, minimum_reservations=offer.minimum_reservations,
@@ -192,7 +192,7 @@ def request_fingerprint(name: str, email: str) -> str:
 
 
 def reserve(session: Session, offer_id: str, name: str, email: str, idempotency_key: str | None,
-            secret: str) -> tuple[dict, int]:
+            secret: str, lang: str = languages.DEFAULT) -> tuple[dict, int]:
     """Returns (reservation, HTTP status): 201 when this request made the reservation active, 200 for
     a repeat of an active one. A replayed Idempotency-Key gets the first answer, status included.
 
@@ -208,7 +208,7 @@ def reserve(session: Session, offer_id: str, name: str, email: str, idempotency_
     if _is_closed(offer):
         metrics.RESERVATIONS.labels("closed").inc()
         raise Problem(409, "offer_closed", "This offer is closed to reservations.")
-    reservation, status = _reserve(session, offer, name, email, secret)
+    reservation, status = _reserve(session, offer, name, email, secret, lang)
     if idempotency_key and not insert_ignore(session, idempotency_keys, {
             "offer_id": offer_id, "key": idempotency_key, "fingerprint": fingerprint,
             "reservation_id": reservation["id"], "status_code": status, "created_at": clock.now()},
@@ -240,10 +240,10 @@ def _replay(session: Session, offer_id: str, key: str, fingerprint: str, secret:
     return {**_reservation_dict(row, secret), "status": first}, bound.status_code
 
 
-def _reserve(session: Session, offer, name: str, email: str, secret: str) -> tuple[dict, int]:
+def _reserve(session: Session, offer, name: str, email: str, secret: str, lang: str) -> tuple[dict, int]:
     """One reservation per (offer, e-mail): the statements find what the purchaser had, the rule
     says what the request does with it."""
-    row, status_before = _claim(session, offer, name, email)
+    row, status_before = _claim(session, offer, name, email, lang)
     if not activates(reserve_outcome(status_before)):
         metrics.RESERVATIONS.labels("repeat").inc()
         return _reservation_dict(row, secret), 200
@@ -252,7 +252,7 @@ def _reserve(session: Session, offer, name: str, email: str, secret: str) -> tup
     return _reservation_dict(row, secret), 201
 
 
-def _claim(session: Session, offer, name: str, email: str) -> tuple:
+def _claim(session: Session, offer, name: str, email: str, lang: str) -> tuple:
     """(the reservation, its status before this request: None when it is new). Each state change
     is one conditional statement, so of many identical requests at once exactly one changes the
     state and so records the event."""
@@ -261,7 +261,7 @@ def _claim(session: Session, offer, name: str, email: str) -> tuple:
     inserted = session.execute(
         dialect_insert(session, reservations).values(
             id=str(uuid.uuid4()), offer_id=offer.id, name=name, email=email, email_key=email_key,
-            status=status, revision=1, created_at=clock.now(),
+            status=status, revision=1, created_at=clock.now(), lang=lang,
         ).on_conflict_do_nothing(index_elements=["offer_id", "email_key"]).returning(*reservations.c)
     ).first()
     if inserted is not None:
@@ -269,7 +269,7 @@ def _claim(session: Session, offer, name: str, email: str) -> tuple:
     this_one = (reservations.c.offer_id == offer.id, reservations.c.email_key == email_key)
     reactivated = session.execute(
         update(reservations).where(*this_one, reservations.c.status == "cancelled")
-        .values(status=status, cancelled_at=None, name=name, created_at=clock.now(),
+        .values(status=status, cancelled_at=None, name=name, created_at=clock.now(), lang=lang,
                 revision=reservations.c.revision + 1)
         .returning(*reservations.c)
     ).first()
@@ -310,6 +310,7 @@ def cancel(session: Session, reservation_id: str, token: str | None, secret: str
         return
     record_event(session, outbox, SERVICE, ReservationCancelled(
         reservation_id=cancelled.id, offer_id=cancelled.offer_id, name=cancelled.name, email=cancelled.email,
+        lang=cancelled.lang,
         offer=CancelledOffer(title=offer.title, currency=offer.currency, closes_at=offer.closes_at),
         revision=cancelled.revision,
     ))
@@ -357,7 +358,8 @@ def verify(session: Session, reservation_id: str, token: str, secret: str) -> di
 
 def active_reservations(session: Session, offer_id: str) -> list:
     return session.execute(
-        select(reservations.c.id, reservations.c.name, reservations.c.email, reservations.c.created_at)
+        select(reservations.c.id, reservations.c.name, reservations.c.email, reservations.c.created_at,
+               reservations.c.lang)
         .where(reservations.c.offer_id == offer_id, reservations.c.status == "active")
         .order_by(reservations.c.created_at, reservations.c.id)
     ).all()
@@ -406,7 +408,7 @@ def cut(session: Session, offer_id: str) -> None:
     rows = active_reservations(session, offer_id)
     record_event(session, outbox, SERVICE, ReservationsFinalised(
         offer_id=offer_id, final_count=len(rows),
-        reservations=[Purchaser(id=r.id, name=r.name, email=r.email) for r in rows],
+        reservations=[Purchaser(id=r.id, name=r.name, email=r.email, lang=r.lang) for r in rows],
     ))
 
 

@@ -2,6 +2,7 @@ import re
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from shared import languages
 from shared.validation import Email, Text
 
 IDEMPOTENCY_KEY = re.compile(r"\A[\x20-\x7e]{1,255}\Z")
@@ -13,6 +14,9 @@ class ReservationCreateSchema(Schema):
 
     name = Text(max_length=100, required=True)
     email = Email(required=True)
+    lang = fields.String(load_default=languages.DEFAULT, validate=validate.OneOf(languages.LANGUAGES),
+                         metadata={"description": "The language of the purchaser's mails (the page's, when "
+                                                  "reserved from a page)."})
 
 
 STATUSES = ["active", "pending", "cancelled", "lapsed"]

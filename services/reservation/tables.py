@@ -43,6 +43,7 @@ reservations = Table(
     Column("idempotency_key", String(200), nullable=True),  # no longer written: see idempotency_keys
     Column("created_at", UTCDateTime, nullable=False),
     Column("cancelled_at", UTCDateTime, nullable=True),
+    Column("lang", String(5), nullable=False, server_default="en"),  # the language the purchaser reserved in, for their mails (SPEC §12)
     UniqueConstraint("offer_id", "email_key", name="uq_reservation_offer_email"),
     UniqueConstraint("offer_id", "idempotency_key", name="uq_reservation_idempotency"),
     Index("ix_reservations_offer_status", "offer_id", "status"),

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import requests
 
+from shared.languages import format_instant
 from tests.support import instant
 
 
@@ -97,7 +98,7 @@ def test_invitation_goes_once_to_every_other_seller_with_count_and_price(cobuy, 
     counted = [line.strip() for line in sample.text.splitlines() if "Reservations so far" in line]
     assert counted == ["Reservations so far:  2"] and "3 reservations" in sample.text, counted
     assert f"/api/v1/offers/{offer['id']}/counter-offers" in sample.text
-    assert datetime.fromisoformat(invited["closes_at"]).strftime("%Y-%m-%d %H:%M:%S UTC") in sample.text
+    assert format_instant(datetime.fromisoformat(invited["closes_at"]), "en") in sample.text
 
     # an invited counter-offer intercepts again, and the holder is told (claim 2)
     reply = cobuy.counter(others[0], offer["id"], 4900, 3)

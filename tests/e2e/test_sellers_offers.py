@@ -13,7 +13,7 @@ def test_registering_returns_the_key_once_and_me_answers_with_it(cobuy):
     assert seller["api_key"].startswith("cb_") and seller["email"] == email
     me = cobuy.get("/api/v1/sellers/me", headers=cobuy.auth(seller))
     assert me.status_code == 200
-    assert me.json() == {k: seller[k] for k in ("id", "name", "email", "registered_at")}
+    assert me.json() == {k: seller[k] for k in ("id", "name", "email", "registered_at", "lang")}
     assert "api_key" not in me.json()
 
 

@@ -116,7 +116,7 @@ def _events(tag: str) -> list[tuple[Envelope, str, list[str]]]:
                                            "email": f"ann-{tag}@x.io", "cancel_token": "tok",
                                            "offer": {**OFFER, "unit_price": 4200, "minimum_reservations": 5,
                                                      "holder_name": "Holder Ltd"}}, "reservation"),
-         f"ann-{tag}@x.io", ["€42.00", "5 reservations", "2030-05-01 12:00:00 UTC",
+         f"ann-{tag}@x.io", ["€42.00", "5 reservations", "May 1, 2030, 12:00:00\u202fPM UTC",
                              f"{PUBLIC}/reservations/r1/cancel?token=tok"]),
         (Envelope("ReservationCancelled", {"reservation_id": "r1", "offer_id": "off-1", "name": "Ann",
                                             "email": f"ann-{tag}@x.io", "offer": OFFER}, "reservation"),

@@ -115,7 +115,8 @@ def test_an_invitation_step_of_an_offer_already_closing_invites_nobody(sessions,
 
 @pytest.mark.parametrize("final_count, outcome", [(2, "failed"), (3, "concluded")])
 def test_the_final_tally_decides_the_close_once(sessions, final_count, outcome):
-    purchasers = [{"id": f"r{i}", "name": f"P{i}", "email": f"p{i}@example.org"} for i in range(final_count)]
+    purchasers = [{"id": f"r{i}", "name": f"P{i}", "email": f"p{i}@example.org", "lang": ("ja", "en")[i % 2]}
+                  for i in range(final_count)]  # each purchaser's language goes on to their close mail
     finalised = Envelope("ReservationsFinalised", {"offer_id": "o1", "final_count": final_count,
                                                    "reservations": purchasers}, "reservation")
     for _ in range(2):

@@ -173,3 +173,11 @@ def test_every_change_of_the_read_model_raises_the_version_the_live_streams_foll
         "offer_id": offer["id"], "outcome": "failed", "final_count": 1, "closed_at": clock.iso(T0)})
     assert changed_since(T0 + timedelta(minutes=1)) == {offer["id"]: 5}
     assert changed_since(T0 + timedelta(minutes=2)) == {}
+
+
+def test_a_seller_registered_in_japanese_is_told_so_to_the_mailer(sessions):
+    with sessions.begin() as session:
+        registered = sellers.register_seller(session, "山田商店", "yamada@example.jp", "ja")
+    assert registered["lang"] == "ja"
+    [event] = recorded(sessions, outbox, "SellerRegistered")
+    assert event.data["lang"] == "ja"

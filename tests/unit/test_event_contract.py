@@ -4,6 +4,7 @@ must keep working). Tests may import across services; the services never do."""
 from __future__ import annotations
 
 import json
+from email.header import decode_header, make_header
 from datetime import timedelta
 
 import pytest
@@ -22,7 +23,7 @@ NOW = clock.now()
 OFFER_ID = "6b1f0d4e-0000-4000-8000-000000000001"
 HOLDER = dict(seller_id="s-holder", seller_name="Holder GmbH")
 RIVAL = dict(seller_id="s-rival", seller_name="Rival AG")
-PURCHASER = dict(id="r-1", name="Ann", email="ann@example.org")
+PURCHASER = dict(id="r-1", name="Ann", email="ann@example.org", lang="ja")  # she reserved from a Japanese page
 
 
 def _examples() -> list[tuple[str, Event]]:
@@ -32,7 +33,7 @@ def _examples() -> list[tuple[str, Event]]:
     holding = a.HoldingCondition(**RIVAL, unit_price=4900, minimum_reservations=3, since=NOW)
     return [
         ("catalog", c.SellerRegistered(seller_id="s-bystander", name="Bystander", email="bystander@example.org",
-                                       registered_at=NOW)),  # invited, as the holder is not
+                                       registered_at=NOW, lang="ja")),  # invited, as the holder is not
         ("catalog", c.SignInLinkRequested(seller_id="s-bystander", name="Bystander", email="bystander@example.org",
                                           token="t0k3n", expires_at=NOW + timedelta(minutes=15))),
         ("catalog", c.OfferPublished(
@@ -41,7 +42,7 @@ def _examples() -> list[tuple[str, Event]]:
                                                           unit_price=5000, minimum_reservations=3, since=NOW),
             verify_emails=True)),
         ("reservation", r.ReservationAccepted(
-            reservation_id="r-1", offer_id=OFFER_ID, name="Ann", email="ann@example.org", cancel_token="tok",
+            reservation_id="r-1", offer_id=OFFER_ID, name="Ann", email="ann@example.org", cancel_token="tok", lang="ja",
             offer=r.ReservedOffer(title="Kettle", currency="usd", closes_at=closes_at, unit_price=5000,
                                   minimum_reservations=3, holder_name="Holder GmbH"),
             status="pending", verify_token="vtok", revision=1)),
@@ -59,7 +60,7 @@ def _examples() -> list[tuple[str, Event]]:
             holder_id="s-rival", holder_name="Rival AG", unit_price=4900, minimum_reservations=3, min_decrement=1,
             reservation_count=1)),
         ("reservation", r.ReservationCancelled(
-            reservation_id="r-1", offer_id=OFFER_ID, name="Ann", email="ann@example.org",
+            reservation_id="r-1", offer_id=OFFER_ID, name="Ann", email="ann@example.org", lang="ja",
             offer=r.CancelledOffer(title="Kettle", currency="usd", closes_at=closes_at), revision=3)),
         ("auction", a.OfferDeadlineReached(offer_id=OFFER_ID, offer=a.OfferSnapshot(
             offer_id=OFFER_ID, title="Kettle", currency="usd", closes_at=closes_at, condition=holding))),
@@ -78,17 +79,17 @@ def _examples() -> list[tuple[str, Event]]:
 # Changing one breaks a running consumer: add an optional field instead, or a new VERSION.
 _CONDITION = "seller_id seller_name unit_price minimum_reservations"
 WIRE_KEYS = {
-    "SellerRegistered": "seller_id name email registered_at",
+    "SellerRegistered": "seller_id name email registered_at lang",
     "SignInLinkRequested": "seller_id name email token expires_at",
     "OfferPublished": "offer_id title currency opens_at invite_at closes_at min_decrement condition "
                       f"condition.{{{_CONDITION} seller_email since}} verify_emails",
-    "ReservationAccepted": "reservation_id offer_id name email cancel_token offer "
+    "ReservationAccepted": "reservation_id offer_id name email cancel_token lang offer "
                            "offer.{title currency closes_at unit_price minimum_reservations holder_name} "
                            "status verify_token revision",
-    "ReservationCancelled": "reservation_id offer_id name email offer offer.{title currency closes_at} revision",
+    "ReservationCancelled": "reservation_id offer_id name email lang offer offer.{title currency closes_at} revision",
     "ReservationVerified": "reservation_id offer_id name email revision",
     "ReservationCountChanged": "offer_id count version",
-    "ReservationsFinalised": "offer_id final_count reservations reservations[].{id name email}",
+    "ReservationsFinalised": "offer_id final_count reservations reservations[].{id name email lang}",
     "OfferIntercepted": f"offer_id version kind condition condition.{{{_CONDITION} since}} intercepted "
                         f"intercepted.{{{_CONDITION} seller_email}} offer "
                         "offer.{title currency closes_at min_decrement reservation_count}",
@@ -97,7 +98,7 @@ WIRE_KEYS = {
     "OfferDeadlineReached": "offer_id offer offer.{offer_id title currency closes_at condition} "
                             f"offer.condition.{{{_CONDITION} since}}",
     "OfferClosed": "offer_id title currency outcome final_count closed_at closes_at condition "
-                   f"condition.{{{_CONDITION} since seller_email}} purchasers purchasers[].{{id name email}}",
+                   f"condition.{{{_CONDITION} since seller_email}} purchasers purchasers[].{{id name email lang}}",
 }
 
 
@@ -223,3 +224,18 @@ def test_every_handler_reads_every_event_it_subscribes_to_and_the_mailer_renders
     templates = sorted(template for template, _ in _rendered_mails(consumers))
     assert templates == ["contract_failed", "failed_holder", "invitation", "offer_intercepted",
                          "reservation_accepted", "reservation_cancelled", "sign_in_link"]
+
+
+def test_the_language_a_seller_registered_in_or_a_purchaser_reserved_in_reaches_their_mails(consumers):
+    """`lang` travels: SellerRegistered to the invitation and the sign-in link, ReservationAccepted/-Cancelled
+    to their mails, ReservationsFinalised through OfferClosed to the close mail; a seller who gave none
+    reads English."""
+    _feed(consumers, {})
+    by_template = {template: str(make_header(decode_header(mail["Subject"])))
+                   for template, mail in _rendered_mails(consumers)}
+    assert by_template["invitation"].startswith("招待:")  # the bystander registered in Japanese
+    assert by_template["sign_in_link"].startswith("cobuy の")
+    assert by_template["reservation_accepted"].startswith("予約完了:")
+    assert by_template["reservation_cancelled"].startswith("取り消し:")
+    assert by_template["contract_failed"].startswith("不成立:")
+    assert by_template["failed_holder"].startswith("Not concluded:")  # the holder's registration is not heard here

@@ -7,7 +7,7 @@ import time
 import pytest
 from multidict import CIMultiDict
 
-from gateway.cache import MAX_SECONDS, MicroCache, Stored, lifetime
+from gateway.cache import MAX_SECONDS, MicroCache, Stored, language_of, lifetime
 
 
 @pytest.mark.parametrize("status, headers, expected", [
@@ -17,7 +17,10 @@ from gateway.cache import MAX_SECONDS, MicroCache, Stored, lifetime
     (200, {"Cache-Control": "private, no-cache"}, 0.0),
     (200, {}, 0.0),
     (200, {"Cache-Control": "public, s-maxage=1", "Set-Cookie": "session=abc"}, 0.0),
-    (200, {"Cache-Control": "public, s-maxage=1", "Vary": "Cookie"}, 0.0),
+    # the key holds the language, the one thing a public page takes from Accept-Language or a cookie
+    (200, {"Cache-Control": "public, s-maxage=1", "Vary": "Accept-Language, Cookie"}, MAX_SECONDS),
+    (200, {"Cache-Control": "public, s-maxage=1", "Vary": "Cookie, Authorization"}, 0.0),
+    (200, {"Cache-Control": "public, s-maxage=1", "Vary": "User-Agent"}, 0.0),
     (200, {"Cache-Control": "public, s-maxage=1", "Vary": "Accept-Encoding"}, MAX_SECONDS),
     (404, {"Cache-Control": "public, s-maxage=1"}, 0.0),
 ])
@@ -72,3 +75,20 @@ def test_an_entry_expires():
     assert cache.get(("GET", "/")) is not None
     time.sleep(0.06)
     assert cache.get(("GET", "/")) is None
+
+
+@pytest.mark.parametrize("query, cookie, accept_language, expected", [
+    (None, None, None, "en"),
+    (None, None, "ja,en-US;q=0.8", "ja"),
+    (None, None, "ja-JP", "ja"),
+    (None, None, "fr-FR,fr;q=0.9", "en"),  # a language we do not speak: English
+    (None, None, "fr,ja;q=0.5,en;q=0.4", "ja"),
+    (None, "ja", "en", "ja"),  # the switcher's cookie beats the browser
+    ("en", "ja", "ja", "en"),  # and ?lang= beats the cookie
+    ("xx", "ja", None, "ja"),  # an unknown ?lang= is no choice
+    (None, "zz", "ja", "ja"),
+    (None, None, "ja;q=" + "9" * 5000, "en"),  # an absurd header is not parsed at length
+])
+def test_the_cache_key_holds_the_language_the_page_is_answered_in(query, cookie, accept_language, expected):
+    cookies = {"cobuy_lang": cookie} if cookie else {}
+    assert language_of(query, cookies, accept_language) == expected

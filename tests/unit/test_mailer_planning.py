@@ -106,3 +106,49 @@ def test_an_address_no_mail_could_reach_is_skipped_and_the_others_planned(sessio
                                    "closes_at": OFFER["closes_at"], "condition": CONDITION,
                                    "purchasers": purchasers})
     assert planned(sessions) == [("contract_failed", "p2@example.org"), ("failed_holder", "first@example.org")]
+
+
+def planned_languages(sessions) -> dict[tuple[str, str], str]:
+    with sessions() as session:
+        rows = session.execute(select(deliveries.c.template, deliveries.c.recipient, deliveries.c.extra)).all()
+    return {(r.template, r.recipient): json.loads(r.extra)["lang"] for r in rows}
+
+
+def test_sellers_are_invited_told_of_an_interception_and_of_the_close_in_the_language_they_registered_in(sessions):
+    register(sessions, "s1", "first@example.org")  # an older SellerRegistered, with no lang: English
+    for seller_id, lang in (("s2", "ja"), ("s3", "fr")):  # a language we do not speak: English too
+        plan(sessions, "SellerRegistered", {"seller_id": seller_id, "name": "N", "email": f"{seller_id}@example.org",
+                                            "registered_at": "2030-01-01T12:00:00+00:00", "lang": lang})
+    plan(sessions, "OfferInvited", {"offer_id": "o1", **OFFER, "invite_at": "2030-01-01T12:08:00+00:00",
+                                    "holder_id": "s1", "holder_name": "First", "unit_price": 5000,
+                                    "minimum_reservations": 3, "min_decrement": 10, "reservation_count": 0})
+    japanese_holder = {**CONDITION, "seller_id": "s2", "seller_email": "s2@example.org"}
+    plan(sessions, "OfferIntercepted", {
+        "offer_id": "o1", "version": 1, "kind": "voluntary", "condition": {**CONDITION, "unit_price": 4990},
+        "intercepted": {k: japanese_holder[k] for k in ("seller_id", "seller_name", "seller_email", "unit_price",
+                                                        "minimum_reservations")},
+        "offer": {**OFFER, "min_decrement": 10, "reservation_count": 0}})
+    plan(sessions, "OfferClosed", {"offer_id": "o1", "title": "Kettle", "currency": "usd", "outcome": "failed",
+                                   "final_count": 2, "closed_at": "2030-01-01T12:10:01+00:00",
+                                   "closes_at": OFFER["closes_at"], "condition": japanese_holder,
+                                   "purchasers": [{"id": "r1", "name": "A", "email": "a@example.org", "lang": "ja"},
+                                                  {"id": "r2", "name": "B", "email": "b@example.org"}]})
+    assert planned_languages(sessions) == {
+        ("invitation", "s2@example.org"): "ja", ("invitation", "s3@example.org"): "en",
+        ("offer_intercepted", "s2@example.org"): "ja",
+        ("failed_holder", "s2@example.org"): "ja",
+        ("contract_failed", "a@example.org"): "ja", ("contract_failed", "b@example.org"): "en",
+    }
+
+
+def test_a_purchasers_confirmation_and_cancellation_keep_the_language_she_reserved_in(sessions):
+    offer = {**OFFER, "unit_price": 5000, "minimum_reservations": 3, "holder_name": "First"}
+    plan(sessions, "ReservationAccepted", {"reservation_id": "r1", "offer_id": "o1", "name": "Ann", "lang": "ja",
+                                           "email": "ann@example.org", "cancel_token": "t", "offer": offer})
+    plan(sessions, "ReservationCancelled", {"reservation_id": "r1", "offer_id": "o1", "name": "Ann", "lang": "JA",
+                                            "email": "ann@example.org", "offer": OFFER})
+    plan(sessions, "ReservationAccepted", {"reservation_id": "r2", "offer_id": "o1", "name": "Bo",
+                                           "email": "bo@example.org", "cancel_token": "t", "offer": offer})
+    assert planned_languages(sessions) == {("reservation_accepted", "ann@example.org"): "ja",
+                                           ("reservation_cancelled", "ann@example.org"): "ja",
+                                           ("reservation_accepted", "bo@example.org"): "en"}

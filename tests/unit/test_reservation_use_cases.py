@@ -26,9 +26,9 @@ def sessions(sessions_for, at):
     return sessions
 
 
-def reserve(sessions, email="ann@example.org", name="Ann", key=None, offer_id="o1"):
+def reserve(sessions, email="ann@example.org", name="Ann", key=None, offer_id="o1", lang="en"):
     with sessions.begin() as session:
-        return use_cases.reserve(session, offer_id, name, email, key, SECRET)
+        return use_cases.reserve(session, offer_id, name, email, key, SECRET, lang)
 
 
 def cancel(sessions, reservation):
@@ -147,7 +147,8 @@ def test_the_deadline_cut_lists_only_active_reservations_and_closes_the_offer(se
         use_cases.on_deadline_reached(session, Envelope("OfferDeadlineReached", {"offer_id": "o1"}, "auction"))
     [finalised] = recorded(sessions, outbox, "ReservationsFinalised")
     assert finalised.data["final_count"] == 1
-    assert finalised.data["reservations"] == [{"id": kept["id"], "name": "Ann", "email": "ann@example.org"}]
+    assert finalised.data["reservations"] == [{"id": kept["id"], "name": "Ann", "email": "ann@example.org",
+                                                  "lang": "en"}]
     with pytest.raises(Problem) as refused:  # closed by the cut, before the deadline
         reserve(sessions, "cid@example.org", "Cid")
     assert refused.value.code == "offer_closed"
@@ -196,6 +197,19 @@ def test_on_start_every_open_offer_gets_a_true_count(sessions):
         assert session.execute(select(offers.c.closed)).scalar_one() is False
 
 
+def test_the_language_a_purchaser_reserved_in_is_kept_and_told_with_each_of_her_events(sessions):
+    first, _ = reserve(sessions, "ann@example.org", lang="ja")
+    cancel(sessions, first)
+    reserve(sessions, "ann@example.org", lang="en")  # back again, from an English page this time
+    reserve(sessions, "bob@example.org", "Bob")
+    accepted = [e.data["lang"] for e in recorded(sessions, outbox, "ReservationAccepted")]
+    assert accepted == ["ja", "en", "en"]
+    assert [e.data["lang"] for e in recorded(sessions, outbox, "ReservationCancelled")] == ["ja"]
+    with sessions.begin() as session:
+        use_cases.on_deadline_reached(session, Envelope("OfferDeadlineReached", {"offer_id": "o1"}, "auction"))
+    [finalised] = recorded(sessions, outbox, "ReservationsFinalised")
+    assert sorted((p["email"], p["lang"]) for p in finalised.data["reservations"]) == [
+        ("ann@example.org", "en"), ("bob@example.org", "en")]
 # ---- verified reservations (SPEC §10) -------------------------------------------------------------
 
 @pytest.fixture

@@ -5,10 +5,32 @@
   "use strict";
   var SVG = "http://www.w3.org/2000/svg";
   var CHART_W = 300, CHART_H = 140, LEFT = 60;  // as services/catalog/pages.py draws it
+  // The page's words in its language (the templates' live_words()): `{name}` is where a value goes.
+  var WORDS = JSON.parse((document.getElementById("cobuy-words") || {}).textContent || "{}");
+  var LANG = WORDS.lang || document.documentElement.lang || "en";
+  var plurals = new Intl.PluralRules(LANG);
+
+  function word(key, fallback) { return WORDS[key] !== undefined ? WORDS[key] : fallback; }
+  function plural(key, n) {
+    var forms = WORDS[key] || {};
+    return forms[plurals.select(n)] || forms.other || "";
+  }
+  // A sentence with its values put in: nodes stay nodes (never markup), anything else becomes text.
+  function fill(template, values) {
+    return String(template).split(/(\{[a-z]+\})/).filter(Boolean).map(function (part) {
+      var name = part.charAt(0) === "{" ? part.slice(1, -1) : null;
+      if (name === null || !(name in values)) return document.createTextNode(part);
+      var value = values[name];
+      return value instanceof Node ? value : document.createTextNode(String(value));
+    });
+  }
+  function fillText(template, values) {
+    return fill(template, values).map(function (n) { return n.textContent; }).join("");
+  }
 
   function money(minor, currency) {
     try {
-      var f = new Intl.NumberFormat("en-US", {style: "currency", currency: currency.toUpperCase()});
+      var f = new Intl.NumberFormat(LANG, {style: "currency", currency: currency.toUpperCase()});
       return f.format(minor / Math.pow(10, f.resolvedOptions().maximumFractionDigits));
     } catch (e) { return String(minor); }
   }
@@ -27,7 +49,7 @@
   }
 
   // -- times in the viewer's own zone, named; the countdown ticks ------------------------------
-  var zoned = new Intl.DateTimeFormat(undefined, {year: "numeric", month: "short", day: "numeric",
+  var zoned = new Intl.DateTimeFormat(LANG, {year: "numeric", month: "short", day: "numeric",
     hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short"});
   function timeElement(iso) {
     var node = el("time", {datetime: iso}, zoned.format(new Date(iso)));
@@ -42,12 +64,12 @@
   }
   function timeLeft(iso) {
     var s = Math.floor((Date.parse(iso) - Date.now()) / 1000);
-    if (s <= 0) return "closing now";
+    if (s <= 0) return word("closing_now", "closing now");
     var d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60), r = s % 60;
-    if (d) return d + " d " + h + " h left";
-    if (h) return h + " h " + m + " min left";
-    if (m) return m + " min " + r + " s left";
-    return r + " s left";
+    if (d) return fillText(word("left_d", "{d} d {h} h left"), {d: d, h: h});
+    if (h) return fillText(word("left_h", "{h} h {m} min left"), {h: h, m: m});
+    if (m) return fillText(word("left_m", "{m} min {s} s left"), {m: m, s: r});
+    return fillText(word("left_s", "{s} s left"), {s: r});
   }
   function tick() {
     document.querySelectorAll(".left[data-closes]").forEach(function (node) {
@@ -59,11 +81,11 @@
   // -- pieces of an offer, as the templates draw them ---------------------------------------------
   function tally(node, o) {
     var count = o.reservation_count, minimum = o.condition.minimum_reservations;
-    var noun = o.verify_emails ? "confirmed reservations" : "reservations";  // as _offer_parts.html
-    var words = count >= minimum ? [el("strong", {"class": "count"}, count), document.createTextNode(" " + noun + " · "),
-        el("span", {"class": "reached"}, "minimum of " + minimum + " reached")]
-      : [el("strong", {"class": "count"}, count), document.createTextNode(" of "),
-        el("span", {"class": "minimum"}, minimum), document.createTextNode(" " + noun + " needed")];
+    var strong = el("strong", {"class": "count"}, count);
+    var words = count >= minimum
+      ? fill(plural(o.verify_emails ? "reached_confirmed" : "reached", count), {count: strong, reached: el("span", {"class": "reached"},
+          fillText(word("minimum_reached", "minimum of {minimum} reached"), {minimum: minimum}))})
+      : fill(plural(o.verify_emails ? "needed_confirmed" : "needed", minimum), {count: strong, minimum: el("span", {"class": "minimum"}, minimum)});
     var text = words.map(function (w) { return w.textContent; }).join("");
     if (node.textContent === text) return;
     node.textContent = "";
@@ -75,15 +97,16 @@
     node.firstElementChild.style.width = pct(o);
   }
   function badge(node, o) {
-    var word = o.outcome || o.status;
-    node.className = "badge " + word;
-    node.textContent = word;
+    var state = o.outcome || o.status;
+    node.className = "badge " + state;
+    node.textContent = (WORDS.status || {})[state] || state;
     return node;
   }
+  function kindWord(kind) { return (WORDS.kind || {})[kind] || kind; }
   function outcomeWords(o) {
-    if (o.outcome === "concluded") return "The joint purchase is concluded: " + o.condition.seller_name +
-      " sells at " + money(o.condition.unit_price, o.currency) + ".";
-    if (o.outcome === "failed") return "The minimum was not reached. Nothing was bought and nothing is owed.";
+    if (o.outcome === "concluded") return fillText(word("concluded", ""),
+      {seller: o.condition.seller_name, price: money(o.condition.unit_price, o.currency)});
+    if (o.outcome === "failed") return word("failed", "");
     return "";
   }
 
@@ -101,7 +124,7 @@
       return node;
     }
     var root = svg("svg", {viewBox: "0 0 " + CHART_W + " " + CHART_H, width: "100%", role: "img",
-                           "aria-label": "Unit price over the term"});
+                           "aria-label": word("chart", "")});
     var points = [];
     o.history.forEach(function (e, i) {
       var at = Date.parse(e.at);
@@ -114,7 +137,7 @@
      svg("line", {x1: LEFT, y1: y(lo), x2: CHART_W - 10, y2: y(lo), stroke: "#767f8f"}),
      svg("line", {x1: inviteX, y1: y(hi), x2: inviteX, y2: y(lo), stroke: "#a35a14", "stroke-dasharray": "4 3"}),
      svg("text", inviteX > CHART_W - 70 ? {x: inviteX - 3, y: y(hi) + 12, "text-anchor": "end"}
-                                        : {x: inviteX + 3, y: y(hi) + 12}, "invitation"),
+                                        : {x: inviteX + 3, y: y(hi) + 12}, word("invitation", "invitation")),
      svg("polyline", {fill: "none", stroke: "#0b6e4f", "stroke-width": 2.5,
                       points: points.map(function (p) { return p.join(","); }).join(" ")}),
      svg("text", {x: 2, y: y(hi) + 4}, money(Math.round(hi), o.currency)),
@@ -122,7 +145,8 @@
     ].forEach(function (n) { root.appendChild(n); });
     o.history.forEach(function (e) {
       var dot = svg("circle", {cx: x(Date.parse(e.at)), cy: y(e.unit_price), r: 4, fill: "#0b6e4f"});
-      dot.appendChild(svg("title", {}, money(e.unit_price, o.currency) + " by " + e.seller_name + " (" + e.kind + ")"));
+      dot.appendChild(svg("title", {}, fillText(word("dot", ""),
+        {price: money(e.unit_price, o.currency), seller: e.seller_name, kind: kindWord(e.kind)})));
       root.appendChild(dot);
     });
     return root;
@@ -132,7 +156,7 @@
     o.history.forEach(function (e) {
       var row = el("tr"), when = el("td", {"class": "muted"}), who = el("td", {}, e.seller_name + " ");
       when.appendChild(timeElement(e.at));
-      who.appendChild(el("span", {"class": "muted"}, "(" + e.kind + ")"));
+      who.appendChild(el("span", {"class": "muted"}, "(" + kindWord(e.kind) + ")"));
       [when, who, el("td", {}, money(e.unit_price, e.currency || o.currency)), el("td", {}, e.minimum_reservations)]
         .forEach(function (td) { row.appendChild(td); });
       body.appendChild(row);
@@ -187,15 +211,16 @@
 
   function card(o) {
     var node = el("article", {"class": "card offer", "data-offer-id": o.id});
-    var h3 = el("h3"), by = el("div", {"class": "muted"}, "by "), closes = el("div", {"class": "muted"}, "closes ");
+    var h3 = el("h3"), by = el("div", {"class": "muted"}), closes = el("div", {"class": "muted"});
     h3.appendChild(el("a", {href: "/offers/" + encodeURIComponent(o.id)}, o.title));
-    by.appendChild(el("span", {"class": "holder"}));
-    var progress = el("div", {"class": "bar", role: "progressbar", "aria-label": "Reservations toward the minimum",
+    fill(word("by", "{seller}"), {seller: el("span", {"class": "holder"})}).forEach(function (n) { by.appendChild(n); });
+    var progress = el("div", {"class": "bar", role: "progressbar", "aria-label": word("progress", ""),
                               "aria-valuemin": "0"});
     progress.appendChild(el("div"));
-    closes.appendChild(timeElement(o.closes_at));
-    closes.appendChild(document.createTextNode(" · "));
-    closes.appendChild(el("span", {"class": "left", "data-closes": o.closes_at}, timeLeft(o.closes_at)));
+    fill(word("closes", "{when} · {left}"), {
+      when: timeElement(o.closes_at),
+      left: el("span", {"class": "left", "data-closes": o.closes_at}, timeLeft(o.closes_at))
+    }).forEach(function (n) { closes.appendChild(n); });
     [h3, by, el("div", {"class": "price"}), progress, el("div", {"class": "tally", "aria-live": "polite"}), closes]
       .forEach(function (n) { node.appendChild(n); });
     return node;

@@ -203,7 +203,9 @@ class Deliverer:
             mail_planning.plan(session, notice, "webhook_disabled",
                                {"endpoint_id": endpoint_id, "url": disabled.url, "failing_since": clock.iso(disabled.failing_since),
                                 "hours": round(retry_for.total_seconds() / 3600, 2)},
-                               [(disabled.seller_email, disabled.seller_name, {})], self.mail_domain)
+                               [(disabled.seller_email, disabled.seller_name,
+                                 {"lang": mail_planning.Planner.seller_language(session, disabled.seller_id)})],
+                               self.mail_domain)
 
     # -- loops -----------------------------------------------------------------------------------
 
