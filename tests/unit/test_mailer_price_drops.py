@@ -156,4 +156,3 @@ def test_a_redelivered_interception_plans_no_second_window(sessions, at):
     at(T0 + DELAY)
     expand_all(sessions)
     assert price_drop_mails(sessions) == [("p0@example.org", 4900)]
-
