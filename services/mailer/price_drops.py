@@ -114,6 +114,9 @@ class PriceDrops:
     def on_interception(self, session: Session, event: Envelope, offer_id: str, version: int, context: dict,
                         was_price: int) -> None:
         """Remember the newest condition, then fold into the planned window or plan the next."""
+        if storable_id(offer_id) is None or not isinstance(version, int) or not isinstance(was_price, int):
+            log.warning("interception of event %s names an offer or version we cannot store; no price drop", event.id)
+            return
         stmt = dialect_insert(session, price_conditions).values(
             offer_id=offer_id, version=version, context=json.dumps(context), closed=False)
         session.execute(stmt.on_conflict_do_update(
@@ -134,6 +137,8 @@ class PriceDrops:
 
     def on_close(self, session: Session, offer_id: str) -> None:
         """No price drop after the close: a window still planned leaves with no recipient."""
+        if storable_id(offer_id) is None:
+            return
         stmt = dialect_insert(session, price_conditions).values(offer_id=offer_id, version=-1, context="{}",
                                                                 closed=True)
         session.execute(stmt.on_conflict_do_update(index_elements=["offer_id"], set_={"closed": True}))

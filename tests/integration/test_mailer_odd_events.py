@@ -124,3 +124,14 @@ def test_delivery_logs_never_show_a_cancel_token(mailer, mailbox, caplog):
     ours = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records
                      if not r.name.startswith("mail.log"))  # aiosmtpd's own log is the sink's, not ours
     assert "will retry" in ours and "failed for good" in ours and token not in ours
+
+
+def test_an_interception_naming_an_offer_id_no_column_holds_still_tells_the_seller_it_lost(mailer, mailbox):
+    """The price-drop tables bound the offer id too: the loser's notice is not dead-lettered with it."""
+    from services.mailer.tables import price_drops
+
+    intercepted = next(e for e, _, _ in _events(uuid.uuid4().hex[:6]) if e.type == "OfferIntercepted")
+    _plan(mailer, Envelope(intercepted.type, {**intercepted.data, "offer_id": "o" * 300}, intercepted.producer))
+    with mailer.sessions() as session:
+        assert [r.template for r in session.execute(select(deliveries)).all()] == ["offer_intercepted"]
+        assert session.execute(select(price_drops)).all() == []
