@@ -63,10 +63,14 @@ def parse_target(url: str, allow_http: bool) -> Target:
 def refused_address(address: str) -> str | None:
     """Why an address may not be called (None: it may): anything not globally routable, which
     covers loopback, private, link-local (the metadata service), shared, reserved, multicast and
-    their IPv6 forms, IPv4-mapped ones included."""
+    their IPv6 forms, IPv4-mapped and 6to4 ones included, and IPv6 site-local."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:  # fec0::/10: deprecated, yet routed inside some sites (Python calls it global)
+            return "a site-local address"
+        # an IPv4 address inside an IPv6 one is judged as itself: ::ffff:a.b.c.d, and 6to4's 2002:ab:cd::
+        # (which Python calls global, and a 6to4 relay or tunnel delivers to a.b.c.d)
+        ip = ip.ipv4_mapped or ip.sixtofour or ip
     if ip == METADATA:
         return "the metadata service"
     for kind, words in KINDS:
