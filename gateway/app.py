@@ -131,7 +131,7 @@ class Gateway:
                                     upstream.status, self.public_headers(upstream.headers), payload)
 
         try:
-            if request.method in ("GET", "HEAD") and not authorization:
+            if request.method in ("GET", "HEAD") and not authorization and cache.SELLER_COOKIE not in request.cookies:
                 stored, hit = await self.pages.fetch((request.method, target), load)
             else:
                 stored, hit = await load(), False

@@ -2,8 +2,9 @@
 a site, kept here because the gateway is the one door).
 
 An upstream response is kept when, and only as long as, it says so: status 200 to a GET or HEAD
-without credentials, `Cache-Control: public` with `s-maxage` (or `max-age`), no `Set-Cookie`, no
-`Vary` beyond `Accept-Encoding`; never longer than `MAX_SECONDS`. Concurrent misses for one key
+without credentials (an API key, a seller's session cookie), `Cache-Control: public` with
+`s-maxage` (or `max-age`), no `Set-Cookie`, no `Vary` beyond `Accept-Encoding`; never longer than
+`MAX_SECONDS`. Concurrent misses for one key
 wait for a single upstream fetch, so a burst on a cold page costs one render.
 """
 from __future__ import annotations
@@ -17,6 +18,9 @@ from typing import Awaitable, Callable
 MAX_SECONDS = 0.5
 MAX_ENTRIES = 2000
 MAX_BODY = 512 * 1024
+# catalog's seller session (services/catalog/seller_pages.COOKIE): a request carrying it is one
+# seller's, as one with an API key is, and never shares the cache either way.
+SELLER_COOKIE = "cobuy_seller"
 
 
 @dataclass
