@@ -136,6 +136,8 @@ def use_link():
     with sessions().begin() as session:
         opened = signin.redeem_link(session, token)
         state = None if opened else signin.link_state(session, token)
+        if opened:  # the session this browser had (if any) is replaced: ended on the server too
+            signin.revoke_session(session, request.cookies.get(COOKIE))
     if opened is None:
         return _refused_link(state)
     session_token, next_path = opened

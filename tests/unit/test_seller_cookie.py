@@ -59,3 +59,20 @@ def test_signing_in_renews_the_forms_csrf_secret_so_a_token_known_before_it_is_w
     assert client.post("/dashboard/key", data={"csrf_token": before}).status_code == 400
     after = csrf_of(client.get("/dashboard"))
     assert after != before and client.post("/dashboard/key", data={"csrf_token": after}).status_code == 200
+
+
+def test_signing_in_again_on_a_browser_ends_the_session_it_replaces_on_the_server(catalog):
+    """The browser forgets the old cookie; the server must too, or a copy of it lives on for 12 hours."""
+    with catalog.sessions.begin() as session:
+        seller = sellers.register_seller(session, "Twice Seller", "twice@example.org")
+    client, cookies = create_app(catalog).test_client(), []
+    for _ in range(2):
+        with catalog.sessions.begin() as session:
+            signin.request_link(session, seller["email"])
+        token = recorded(catalog.sessions, outbox, "SignInLinkRequested")[-1].data["token"]
+        page = client.get(f"/sellers/sign-in/link?token={token}")
+        assert client.post("/sellers/sign-in/link", data={"token": token, "csrf_token": csrf_of(page)}).status_code == 303
+        cookies.append(client.get_cookie("cobuy_seller").value)
+    with catalog.sessions() as session:
+        assert signin.seller_for_session(session, cookies[0]) is None
+        assert signin.seller_for_session(session, cookies[1])["id"] == seller["id"]
