@@ -69,6 +69,8 @@ def test_no_spelling_of_a_local_address_passes_the_check(url):
     ("HTTPS://Hooks.Example.com:8443", False, rules.Target("https", "hooks.example.com", 8443, "/")),
     ("http://hooks.example.com/h", True, rules.Target("http", "hooks.example.com", 80, "/h")),
     ("https://[2001:db8::1]/h", False, rules.Target("https", "2001:db8::1", 443, "/h")),
+    ("https://hooks.example.com/caf\u00e9?q=\u00fc&r=%41", False,
+     rules.Target("https", "hooks.example.com", 443, "/caf%C3%A9?q=%C3%BC&r=%41")),  # the request line is ASCII
     ("http://hooks.example.com/h", False, "webhook_url_scheme"),
     ("ftp://hooks.example.com/h", True, "webhook_url_scheme"),
     ("file:///etc/passwd", True, "webhook_url_scheme"),
@@ -129,3 +131,25 @@ def test_a_secret_is_whsec_and_base64_of_24_to_64_random_bytes():
     assert len(secrets) == 20
     for secret in secrets:
         assert secret.startswith("whsec_") and 24 <= len(base64.b64decode(secret[6:])) <= 64
+
+
+def test_a_delivery_to_a_path_with_non_ascii_characters_is_an_answer_not_an_exception():
+    """network.post never raises: an exception there left the message 'sending', retried at each lease
+    for ever, with no attempt in the log and no end."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    got = []
+
+    def serve():
+        connection, _ = listener.accept()
+        got.append(connection.recv(65536))
+        connection.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+        connection.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    with listener:
+        answer = network.post(f"http://127.0.0.1:{listener.getsockname()[1]}/caf\u00e9", b"{}", {}, 5.0,
+                              allow_http=True, allow_private=True)
+    assert answer.status == 204 and got[0].startswith(b"POST /caf%C3%A9 HTTP/1.1")

@@ -6,10 +6,11 @@ import ipaddress
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 EVENT_TYPES = ("offer.invited", "offer.intercepted", "offer.count_changed", "offer.closed")
 URL_LENGTH = 2000
+URL_SAFE = "!#$%&'()*+,/:;=?@[]~"  # and letters, digits, _ . - : so only space, non-ASCII and " < > \\ ^ ` { | } are encoded
 MAX_BACKOFF = timedelta(hours=1)
 COUNT_INTERVAL = timedelta(minutes=1)  # SPEC §11: offer.count_changed at most once a minute per offer
 KINDS = (("loopback", "a loopback address"), ("link_local", "a link-local address"),
@@ -56,7 +57,9 @@ def parse_target(url: str, allow_http: bool) -> Target:
     port = port if port is not None else (443 if scheme == "https" else 80)
     if port not in (80, 443) and not 1024 <= port <= 65535:
         raise Refused("webhook_url_port", "The port must be 80, 443 or 1024-65535.")
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # the request line is ASCII: what the seller wrote beyond it is percent-encoded as UTF-8, as a
+    # browser does (and what is encoded already stays as it is)
+    path = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=URL_SAFE)
     return Target(scheme, host, port, path)
 
 
