@@ -13,7 +13,7 @@ import asyncio
 import re
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Mapping
 
 MAX_SECONDS = 0.5
 MAX_ENTRIES = 2000
@@ -27,7 +27,7 @@ SELLER_COOKIE = "cobuy_seller"
 class Stored:
     expires: float
     status: int
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # a CIMultiDict from the gateway: repeated names kept
     body: bytes
 
 

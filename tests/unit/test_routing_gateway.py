@@ -26,8 +26,12 @@ def fake_service() -> web.Application:
         if request.path.endswith("/redirect"):
             raise web.HTTPFound(f"http://{request.host}/offers/abc?x=1")
         headers = {"Cache-Control": "public, s-maxage=1"} if "public" in request.query else {}
-        return web.json_response({"target": request.raw_path, "headers": list(request.headers.items())},
-                                 headers=headers)
+        answer = web.json_response({"target": request.raw_path, "headers": list(request.headers.items())},
+                                   headers=headers)
+        if "two-cookies" in request.query:  # as catalog's sign-in: its session, and Flask's renewed one
+            answer.set_cookie("cobuy_seller", "s")
+            answer.set_cookie("session", "f")
+        return answer
 
     app = web.Application()
     app.router.add_post("/internal/auth", auth)
@@ -145,3 +149,11 @@ def test_a_page_fetched_with_a_sellers_session_is_never_kept_for_another_visitor
 def test_the_gateway_knows_the_sellers_session_cookie_by_catalogs_name_for_it():
     from services.catalog.seller_pages import COOKIE  # a test may look at both sides of the door
     assert SELLER_COOKIE == COOKIE
+
+
+def test_every_cookie_an_upstream_sets_reaches_the_client_not_only_the_last():
+    async def scenario(client):
+        reply = await client.get("/sellers/sign-in/link?two-cookies=1")
+        return reply.headers.getall("Set-Cookie")
+
+    assert sorted(c.split("=", 1)[0] for c in through_gateway(scenario)) == ["cobuy_seller", "session"]
