@@ -131,7 +131,7 @@ class Gateway:
                                     upstream.status, self.public_headers(upstream.headers), payload)
 
         try:
-            if request.method in ("GET", "HEAD") and not authorization:
+            if request.method in ("GET", "HEAD") and not authorization and cache.SELLER_COOKIE not in request.cookies:
                 language = cache.language_of(request.query.get(languages.QUERY), request.cookies,
                                              request.headers.get("Accept-Language"))
                 stored, hit = await self.pages.fetch((request.method, target, language), load)
@@ -141,16 +141,18 @@ class Gateway:
             return problem(504, "upstream_timeout", f"The {service} service did not answer in time.")
         except aiohttp.ClientError:
             return problem(502, "upstream_unavailable", f"The {service} service is unavailable.")
-        out = {**stored.headers, CORRELATION_HEADER: correlation}
+        out = CIMultiDict(stored.headers)  # a copy: a kept answer's headers are shared
+        out[CORRELATION_HEADER] = correlation
         if hit:
             out["X-Cache"] = "HIT"
         return web.Response(status=stored.status, body=stored.body, headers=out)
 
-    def public_headers(self, upstream_headers) -> dict:
+    def public_headers(self, upstream_headers) -> CIMultiDict:
         """An upstream answer's headers as a client may see them: no hop-by-hop ones, and no
-        redirect that names a service's internal address."""
-        kept = {k: v for k, v in upstream_headers.items()
-                if k.lower() not in edge.HOP_BY_HOP and k.lower() != CORRELATION_HEADER.lower()}
+        redirect that names a service's internal address. Repeated names stay repeated (two
+        Set-Cookie headers are two cookies, not the last one)."""
+        kept = CIMultiDict((k, v) for k, v in upstream_headers.items()
+                           if k.lower() not in edge.HOP_BY_HOP and k.lower() != CORRELATION_HEADER.lower())
         for name in ("Location", "Content-Location"):
             if name in kept:
                 kept[name] = edge.public_location(kept[name], self.config.service_urls.values())

@@ -2,8 +2,8 @@
 a site, kept here because the gateway is the one door).
 
 An upstream response is kept when, and only as long as, it says so: status 200 to a GET or HEAD
-without credentials, `Cache-Control: public` with `s-maxage` (or `max-age`), no `Set-Cookie`, no
-`Vary` beyond `Accept-Encoding` and the language (`Accept-Language`, `Cookie`); never longer than
+without credentials (an API key, a seller's session cookie), `Cache-Control: public` with
+`s-maxage` (or `max-age`), no `Set-Cookie`, no `Vary` beyond `Accept-Encoding` and the language (`Accept-Language`, `Cookie`); never longer than
 `MAX_SECONDS`. A page varies by language (SPEC §12), so the key holds the language the request will
 be answered in (`language_of`, the catalog's own choice): a public page depends on no other cookie.
 Concurrent misses for one key wait for a single upstream fetch, so a burst on a cold page costs one render.
@@ -14,7 +14,7 @@ import asyncio
 import re
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Mapping
 
 from shared import languages
 
@@ -29,11 +29,16 @@ def language_of(query: str | None, cookies, accept_language: str | None) -> str:
     return languages.negotiate(query, cookies.get(languages.COOKIE), accept_language)
 
 
+# catalog's seller session (services/catalog/seller_pages.COOKIE): a request carrying it is one
+# seller's, as one with an API key is, and never shares the cache either way.
+SELLER_COOKIE = "cobuy_seller"
+
+
 @dataclass
 class Stored:
     expires: float
     status: int
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # a CIMultiDict from the gateway: repeated names kept
     body: bytes
 
 

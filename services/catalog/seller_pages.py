@@ -11,6 +11,7 @@ import logging
 from urllib.parse import quote
 
 from flask import Blueprint, current_app, g, make_response, redirect, render_template, request
+from flask import session as browser_session
 from marshmallow import ValidationError
 
 from shared.problems import Problem
@@ -140,10 +141,17 @@ def use_link():
     if opened is None:
         return _refused_link(state)
     session_token, next_path = opened
+    renew_csrf_secret()
     response = redirect(safe_next(next_path), 303)
     response.set_cookie(COOKIE, session_token, max_age=int(signin.SESSION_LIFETIME.total_seconds()),
                         httponly=True, samesite="Lax", secure=secure_cookies(), path="/")
     return response
+
+
+def renew_csrf_secret() -> None:
+    """A new secret for the forms' CSRF tokens (Flask-WTF keeps it in Flask's own cookie) when who
+    is signed in changes: a token read or planted before the sign-in is worthless after it."""
+    browser_session.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
 
 
 def _refused_link(state: str):
@@ -156,6 +164,7 @@ def _refused_link(state: str):
 def sign_out():
     with sessions().begin() as session:
         signin.revoke_session(session, request.cookies.get(COOKIE))
+    renew_csrf_secret()
     response = redirect("/sellers/sign-in?signed_out=1", 303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="Lax", secure=secure_cookies())
     return response

@@ -347,8 +347,10 @@ def verify(session: Session, reservation_id: str, token: str, secret: str) -> di
                reservations.c.revision == row.revision)
         .values(status="active", revision=reservations.c.revision + 1).returning(*reservations.c)
     ).first()
-    if confirmed is None:  # another request confirmed it (or cancelled it) first
-        raise Problem(*VERIFY_REFUSALS[Verification.ALREADY_CONFIRMED])
+    if confirmed is None:  # another request confirmed it, or cancelled it, first: say which
+        now = session.execute(select(reservations).where(reservations.c.id == reservation_id)).one()
+        outcome = verification(now.status, link_revision(secret, now.id, now.revision, token), now.revision)
+        raise Problem(*VERIFY_REFUSALS.get(outcome, VERIFY_REFUSALS[Verification.ALREADY_CONFIRMED]))
     record_event(session, outbox, SERVICE, ReservationVerified(
         reservation_id=confirmed.id, offer_id=confirmed.offer_id, name=confirmed.name, email=confirmed.email,
         revision=confirmed.revision))

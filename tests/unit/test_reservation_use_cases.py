@@ -319,3 +319,23 @@ def test_a_pending_reservation_can_be_cancelled_and_its_events_carry_rising_revi
     revisions = [e.data["revision"] for e in recorded(sessions, outbox)
                  if e.type in ("ReservationAccepted", "ReservationCancelled")]
     assert revisions == [1, 2]
+
+
+def test_a_cancel_that_lands_between_a_verifys_read_and_its_update_makes_the_verify_say_not_pending(
+        sessions, verified_offer, monkeypatch):
+    """The race of a cancel against a verify, made deterministic: the cancel's UPDATE runs after the
+    verify read the row pending. The verify records nothing and says why truly (not 'already verified')."""
+    reservation, _ = reserve(sessions, offer_id=verified_offer)
+    token = verify_link(sessions, reservation)
+    find_offer = use_cases.find_offer
+
+    def cancelled_meanwhile(session, offer_id):
+        session.execute(reservations.update().where(reservations.c.id == reservation["id"])
+                        .values(status="cancelled", revision=reservations.c.revision + 1))
+        return find_offer(session, offer_id)
+
+    monkeypatch.setattr(use_cases, "find_offer", cancelled_meanwhile)
+    with pytest.raises(Problem) as refused:
+        verify(sessions, reservation["id"], token)
+    assert (refused.value.status, refused.value.code) == (409, "not_pending")
+    assert recorded(sessions, outbox, "ReservationVerified") == []

@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
+from gateway.cache import SELLER_COOKIE
 from shared import identity
 from shared.config import SERVICES, Config, trusted_networks
 
@@ -24,7 +25,13 @@ def fake_service() -> web.Application:
     async def echo(request):
         if request.path.endswith("/redirect"):
             raise web.HTTPFound(f"http://{request.host}/offers/abc?x=1")
-        return web.json_response({"target": request.raw_path, "headers": list(request.headers.items())})
+        headers = {"Cache-Control": "public, s-maxage=1"} if "public" in request.query else {}
+        answer = web.json_response({"target": request.raw_path, "headers": list(request.headers.items())},
+                                   headers=headers)
+        if "two-cookies" in request.query:  # as catalog's sign-in: its session, and Flask's renewed one
+            answer.set_cookie("cobuy_seller", "s")
+            answer.set_cookie("session", "f")
+        return answer
 
     app = web.Application()
     app.router.add_post("/internal/auth", auth)
@@ -125,3 +132,28 @@ def test_nothing_is_forwarded_for_a_path_that_does_not_normalise():
         return [(r.status, json.loads(await r.text()).get("code")) for r in replies]
 
     assert through_gateway(scenario) == [(400, "malformed_path")] * 3
+
+
+def test_a_page_fetched_with_a_sellers_session_is_never_kept_for_another_visitor():
+    """Even a page its service (wrongly) calls public: a session cookie is a credential, as a key is."""
+    async def scenario(client):
+        seller = await client.get("/dashboard?public=1", headers={"Cookie": f"{SELLER_COOKIE}=the-sellers-token"})
+        assert "the-sellers-token" in await seller.text()
+        stranger = await client.get("/dashboard?public=1")
+        return stranger.headers.get("X-Cache"), await stranger.text()
+
+    cache_state, body = through_gateway(scenario)
+    assert cache_state is None and "the-sellers-token" not in body
+
+
+def test_the_gateway_knows_the_sellers_session_cookie_by_catalogs_name_for_it():
+    from services.catalog.seller_pages import COOKIE  # a test may look at both sides of the door
+    assert SELLER_COOKIE == COOKIE
+
+
+def test_every_cookie_an_upstream_sets_reaches_the_client_not_only_the_last():
+    async def scenario(client):
+        reply = await client.get("/sellers/sign-in/link?two-cookies=1")
+        return reply.headers.getall("Set-Cookie")
+
+    assert sorted(c.split("=", 1)[0] for c in through_gateway(scenario)) == ["cobuy_seller", "session"]

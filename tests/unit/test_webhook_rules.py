@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from services.mailer.webhooks import rules
+from services.mailer.webhooks import network, rules
 from services.mailer.webhooks.api import new_secret
 from services.mailer.webhooks.rules import Refused
 
@@ -38,11 +38,39 @@ def test_only_public_addresses_may_be_called(address, refused):
     assert rules.refused_address(address) == refused
 
 
+@pytest.mark.parametrize("address, refused", [
+    ("2002:7f00:1::", "a loopback address"),          # 6to4 wrapping 127.0.0.1
+    ("2002:a9fe:a9fe::1", "the metadata service"),     # 6to4 wrapping 169.254.169.254
+    ("2002:0a00:0001::", "a private address"),         # 6to4 wrapping 10.0.0.1
+    ("2002:5db8:d822::1", None),                       # 6to4 wrapping a public 93.184.216.34
+    ("fec0::1", "a site-local address"),               # deprecated site-local, still routed inside some sites
+    ("64:ff9b::a9fe:a9fe", "a reserved address"),      # NAT64 to the metadata service
+])
+def test_an_address_wrapping_a_forbidden_one_or_site_local_may_not_be_called(address, refused):
+    assert rules.refused_address(address) == refused
+
+
+# Every spelling of loopback a hostile seller might try resolves, here, before the check: no DNS needed.
+@pytest.mark.parametrize("url", [
+    "http://2130706433/", "http://0x7f.1/", "http://0177.0.0.1/", "http://127.1/", "http://0x7f000001/",
+    "http://017700000001/", "http://0/", "http://localhost./", "http://LOCALHOST/", "https://\u24dbocalhost/",
+    "http://[::ffff:127.0.0.1]/", "http://[0:0:0:0:0:ffff:7f00:1]/", "http://[::1]/", "http://[fc00::1]/",
+    "http://[fe80::1]/", "http://[2002:7f00:1::]/", "http://[fec0::1]/", "https://good@127.0.0.1/",
+    "http://127.0.0.1:80@evil.example/", "http://evil.example\\@127.0.0.1/",
+])
+def test_no_spelling_of_a_local_address_passes_the_check(url):
+    with pytest.raises(Refused) as refused:
+        network.checked(url, allow_http=True, allow_private=False)
+    assert refused.value.code in ("webhook_url_forbidden", "webhook_url_invalid", "webhook_url_unresolvable")
+
+
 @pytest.mark.parametrize("url, allow_http, expected", [
     ("https://hooks.example.com/cobuy?x=1", False, rules.Target("https", "hooks.example.com", 443, "/cobuy?x=1")),
     ("HTTPS://Hooks.Example.com:8443", False, rules.Target("https", "hooks.example.com", 8443, "/")),
     ("http://hooks.example.com/h", True, rules.Target("http", "hooks.example.com", 80, "/h")),
     ("https://[2001:db8::1]/h", False, rules.Target("https", "2001:db8::1", 443, "/h")),
+    ("https://hooks.example.com/caf\u00e9?q=\u00fc&r=%41", False,
+     rules.Target("https", "hooks.example.com", 443, "/caf%C3%A9?q=%C3%BC&r=%41")),  # the request line is ASCII
     ("http://hooks.example.com/h", False, "webhook_url_scheme"),
     ("ftp://hooks.example.com/h", True, "webhook_url_scheme"),
     ("file:///etc/passwd", True, "webhook_url_scheme"),
@@ -103,3 +131,25 @@ def test_a_secret_is_whsec_and_base64_of_24_to_64_random_bytes():
     assert len(secrets) == 20
     for secret in secrets:
         assert secret.startswith("whsec_") and 24 <= len(base64.b64decode(secret[6:])) <= 64
+
+
+def test_a_delivery_to_a_path_with_non_ascii_characters_is_an_answer_not_an_exception():
+    """network.post never raises: an exception there left the message 'sending', retried at each lease
+    for ever, with no attempt in the log and no end."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    got = []
+
+    def serve():
+        connection, _ = listener.accept()
+        got.append(connection.recv(65536))
+        connection.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+        connection.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    with listener:
+        answer = network.post(f"http://127.0.0.1:{listener.getsockname()[1]}/caf\u00e9", b"{}", {}, 5.0,
+                              allow_http=True, allow_private=True)
+    assert answer.status == 204 and got[0].startswith(b"POST /caf%C3%A9 HTTP/1.1")

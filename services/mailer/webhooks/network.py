@@ -87,7 +87,7 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, allow_h
         if cut.is_set():  # what was read so far may look whole: an answer cut short is no answer
             return answer(error=f"no complete answer within {timeout * 2:g} s")
         return answer(response.status, data)
-    except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+    except (OSError, http.client.HTTPException, ssl.SSLError, ValueError) as exc:  # ValueError: a header http.client refuses
         if cut.is_set():
             return answer(error=f"no complete answer within {timeout * 2:g} s")
         return answer(error=f"{type(exc).__name__}: {exc}"[:200])

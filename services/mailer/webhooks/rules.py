@@ -6,10 +6,11 @@ import ipaddress
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 EVENT_TYPES = ("offer.invited", "offer.intercepted", "offer.count_changed", "offer.closed")
 URL_LENGTH = 2000
+URL_SAFE = "!#$%&'()*+,/:;=?@[]~"  # and letters, digits, _ . - : so only space, non-ASCII and " < > \\ ^ ` { | } are encoded
 MAX_BACKOFF = timedelta(hours=1)
 COUNT_INTERVAL = timedelta(minutes=1)  # SPEC §11: offer.count_changed at most once a minute per offer
 KINDS = (("loopback", "a loopback address"), ("link_local", "a link-local address"),
@@ -56,17 +57,23 @@ def parse_target(url: str, allow_http: bool) -> Target:
     port = port if port is not None else (443 if scheme == "https" else 80)
     if port not in (80, 443) and not 1024 <= port <= 65535:
         raise Refused("webhook_url_port", "The port must be 80, 443 or 1024-65535.")
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # the request line is ASCII: what the seller wrote beyond it is percent-encoded as UTF-8, as a
+    # browser does (and what is encoded already stays as it is)
+    path = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=URL_SAFE)
     return Target(scheme, host, port, path)
 
 
 def refused_address(address: str) -> str | None:
     """Why an address may not be called (None: it may): anything not globally routable, which
     covers loopback, private, link-local (the metadata service), shared, reserved, multicast and
-    their IPv6 forms, IPv4-mapped ones included."""
+    their IPv6 forms, IPv4-mapped and 6to4 ones included, and IPv6 site-local."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:  # fec0::/10: deprecated, yet routed inside some sites (Python calls it global)
+            return "a site-local address"
+        # an IPv4 address inside an IPv6 one is judged as itself: ::ffff:a.b.c.d, and 6to4's 2002:ab:cd::
+        # (which Python calls global, and a 6to4 relay or tunnel delivers to a.b.c.d)
+        ip = ip.ipv4_mapped or ip.sixtofour or ip
     if ip == METADATA:
         return "the metadata service"
     for kind, words in KINDS:
