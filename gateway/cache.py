@@ -2,11 +2,12 @@
 a site, kept here because the gateway is the one door).
 
 An upstream response is kept when, and only as long as, it says so: status 200 to a GET or HEAD
-without credentials (an API key, a seller's session cookie), `Cache-Control: public` with
-`s-maxage` (or `max-age`), no `Set-Cookie`, no `Vary` beyond `Accept-Encoding` and the language (`Accept-Language`, `Cookie`); never longer than
-`MAX_SECONDS`. A page varies by language (SPEC §12), so the key holds the language the request will
-be answered in (`language_of`, the catalog's own choice): a public page depends on no other cookie.
-Concurrent misses for one key wait for a single upstream fetch, so a burst on a cold page costs one render.
+without credentials (an API key, a seller's session cookie), `Cache-Control: public` with `s-maxage`
+(or `max-age`), no `Set-Cookie`, no `Vary` beyond `Accept-Encoding` and the language
+(`Accept-Language`, `Cookie`); never longer than `MAX_SECONDS`. A page varies by language (SPEC
+§12), so the key holds the language the request will be answered in (`language_of`, the catalog's
+own choice): a public page depends on no other cookie. Concurrent misses for one key wait for a
+single upstream fetch, so a burst on a cold page costs one render.
 """
 from __future__ import annotations
 
