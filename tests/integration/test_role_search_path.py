@@ -125,7 +125,8 @@ def test_role_mode_refuses_to_start_when_the_role_cannot_search_its_schema(clust
         db.make_engine(_role_url(admin_url, role), "catalog", search_path="role")
 
 
-def test_each_service_may_have_its_own_database_url_and_role_mode_is_opt_in(monkeypatch):
+def test_each_service_may_have_its_own_database_url_and_role_mode_is_opt_in(monkeypatch, tmp_path):
+    monkeypatch.setenv("COBUY_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("COBUY_DATABASE_URL", "postgresql://cobuy@db/cobuy")
     monkeypatch.setenv("COBUY_CATALOG_DATABASE_URL", "postgresql://cobuy_catalog@pooler/cobuy")
     monkeypatch.delenv("COBUY_DATABASE_SEARCH_PATH", raising=False)
@@ -224,3 +225,20 @@ def test_the_startup_option_mode_does_not_survive_pgbouncer(pgbouncer):
     admin, admin_url, prefix, port = pgbouncer
     with pytest.raises(OperationalError, match="unsupported startup parameter"):
         db.make_engine(_role_url(admin_url, f"{prefix}_catalog", "127.0.0.1", port), "catalog")
+
+
+def test_cobuy_migrate_in_role_mode_migrates_each_service_as_its_own_role(cluster, monkeypatch, tmp_path):
+    """What the prod migration Job runs: COBUY_<SERVICE>_DATABASE_URL per service, role mode."""
+    from cobuy.operations import migrate_all
+
+    admin, admin_url, prefix = cluster
+    monkeypatch.setenv("COBUY_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("COBUY_DATABASE_SEARCH_PATH", "role")
+    monkeypatch.setenv("COBUY_DATABASE_URL", admin_url.render_as_string(hide_password=False))
+    for service in ("catalog", "reservation"):
+        monkeypatch.setenv(f"COBUY_{service.upper()}_DATABASE_URL", _role_url(admin_url, f"{prefix}_{service}"))
+    migrate_all(config_module.load(), ("catalog", "reservation"))
+    with admin.connect() as conn:
+        owners = set(conn.execute(text(
+            "SELECT schemaname, tableowner FROM pg_tables WHERE schemaname IN ('catalog', 'reservation')")).all())
+    assert owners == {("catalog", f"{prefix}_catalog"), ("reservation", f"{prefix}_reservation")}
