@@ -106,6 +106,13 @@ class Config:
     webhook_backoff_seconds: float = 5.0
     webhook_retry_seconds: float = 86400.0
     webhook_concurrency: int = 8
+    # How a service's connections land in its schema (PostgreSQL). "option": one URL for all, the
+    # schema sent as the startup option `-c search_path=<service>`. "role": each service connects as its
+    # own role (COBUY_CATALOG_DATABASE_URL, COBUY_RESERVATION_DATABASE_URL, COBUY_AUCTION_DATABASE_URL,
+    # COBUY_MAILER_DATABASE_URL) whose search_path is set on the role and no startup option is sent:
+    # what PgBouncer in transaction mode needs (docs/operations.md, "Connection pooler").
+    database_search_path: str = "option"
+    service_database_urls: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def embedded_broker(self) -> bool:
@@ -116,8 +123,8 @@ class Config:
 
     def database_url_for(self, service: str) -> str:
         """Each service owns its data: a schema in PostgreSQL, or its own SQLite file."""
-        if self.database_url:
-            url = self.database_url
+        url = self.service_database_urls.get(service) or self.database_url
+        if url:
             for prefix in ("postgresql://", "postgres://"):
                 if url.startswith(prefix):
                     url = "postgresql+psycopg://" + url[len(prefix):]
@@ -226,7 +233,16 @@ def load() -> Config:
         webhook_backoff_seconds=float(_env("COBUY_WEBHOOK_BACKOFF_SECONDS", "5")),
         webhook_retry_seconds=float(_env("COBUY_WEBHOOK_RETRY_SECONDS", "86400")),
         webhook_concurrency=int(_env("COBUY_WEBHOOK_CONCURRENCY", "8")),
+        database_search_path=_search_path_mode(_env("COBUY_DATABASE_SEARCH_PATH", "option")),
+        service_database_urls={name: url for name in SERVICES
+                               if (url := _env(f"COBUY_{name.upper()}_DATABASE_URL"))},
     )
+
+
+def _search_path_mode(value: str) -> str:
+    if value not in ("option", "role"):
+        raise ValueError(f"COBUY_DATABASE_SEARCH_PATH: {value!r}; expected option or role")
+    return value
 
 
 def _queue_type(value: str) -> str:

@@ -35,8 +35,12 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(timezone.utc)
 
 
-def make_engine(url: str, schema: str, pool_size: int = 5) -> Engine:
-    """hide_parameters: a failing statement's error (logged, dead-lettered) names the SQL but never
+def make_engine(url: str, schema: str, pool_size: int = 5, search_path: str = "option") -> Engine:
+    """search_path: "option" sends `-c search_path=<schema>` when connecting; "role" sends nothing and
+    relies on the role's own setting (PgBouncer in transaction mode keeps no startup option), see
+    `_use_role_search_path`.
+
+    hide_parameters: a failing statement's error (logged, dead-lettered) names the SQL but never
     its values, which can be cancel tokens or e-mail addresses."""
     if url.startswith("sqlite"):
         _private_file(make_url(url).database)
@@ -59,18 +63,54 @@ def make_engine(url: str, schema: str, pool_size: int = 5) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    by_role = search_path == "role"
     engine = create_engine(
         url,
-        connect_args={"options": f"-c search_path={schema}"},
+        # Through a transaction pooler the next transaction may run on another server connection,
+        # which has not prepared psycopg's statements: no server-side prepared statements there.
+        connect_args={"prepare_threshold": None} if by_role else {"options": f"-c search_path={schema}"},
         hide_parameters=True,  # a failed statement's message reaches logs and dead-letter headers
         pool_size=pool_size,
         max_overflow=pool_size * 2,
         pool_recycle=1800,
     )
     _ping_when_idle(engine)
+    if by_role:
+        _use_role_search_path(engine, schema)
+        return engine
     with engine.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     return engine
+
+
+class RoleSearchPathError(RuntimeError):
+    """A service's role does not land in its schema: its connections would read another one."""
+
+
+def _use_role_search_path(engine: Engine, schema: str) -> None:
+    """The service's role owns its schema and has it as its search_path; set both when missing.
+
+    A role may change its own defaults, and with CREATE on the database make a schema it owns, so no
+    administrator step is needed beyond creating the role. The role default applies to sessions opened
+    afterwards: the check runs on a new connection, and fails (rather than write into the wrong schema)
+    where a pooler still holds server connections opened before the setting.
+    """
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}" AUTHORIZATION CURRENT_USER'))
+        if _schemas_searched(conn) != [schema]:
+            conn.execute(text(f'ALTER ROLE CURRENT_USER SET search_path = "{schema}"'))
+    engine.dispose()
+    with engine.connect() as conn:
+        searched = _schemas_searched(conn)
+        user = conn.execute(text("SELECT current_user")).scalar_one()
+    if searched != [schema]:
+        raise RoleSearchPathError(
+            f"role {user} searches {searched}, not [{schema!r}]: run ALTER ROLE \"{user}\" SET search_path = "
+            f"\"{schema}\" and reconnect the pooler's server connections (PgBouncer RECONNECT)")
+
+
+def _schemas_searched(conn) -> list[str]:
+    return list(conn.execute(text("SELECT current_schemas(false)")).scalar_one())
 
 
 def _private_file(path: str | None) -> None:

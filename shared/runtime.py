@@ -27,7 +27,8 @@ class Runtime:
     @classmethod
     def create(cls, service: str, config: Config | None = None, pool_size: int = 5) -> "Runtime":
         config = config or config_module.get()
-        engine = db.make_engine(config.database_url_for(service), service, pool_size=pool_size)
+        engine = db.make_engine(config.database_url_for(service), service, pool_size=pool_size,
+                                search_path=config.database_search_path)
         return cls(service, config, engine, db.session_factory(engine), Bus(config))
 
     def migrate(self, migrations_dir: Path) -> None:
