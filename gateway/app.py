@@ -141,16 +141,17 @@ class Gateway:
             return problem(504, "upstream_timeout", f"The {service} service did not answer in time.")
         except aiohttp.ClientError:
             return problem(502, "upstream_unavailable", f"The {service} service is unavailable.")
-        out = {**stored.headers, CORRELATION_HEADER: correlation}
+        out = CIMultiDict(stored.headers)  # a multidict: a page may set two cookies (its form's, its language)
+        out[CORRELATION_HEADER] = correlation
         if hit:
             out["X-Cache"] = "HIT"
         return web.Response(status=stored.status, body=stored.body, headers=out)
 
-    def public_headers(self, upstream_headers) -> dict:
+    def public_headers(self, upstream_headers) -> CIMultiDict:
         """An upstream answer's headers as a client may see them: no hop-by-hop ones, and no
-        redirect that names a service's internal address."""
-        kept = {k: v for k, v in upstream_headers.items()
-                if k.lower() not in edge.HOP_BY_HOP and k.lower() != CORRELATION_HEADER.lower()}
+        redirect that names a service's internal address. Every Set-Cookie is kept, not the last."""
+        kept = CIMultiDict((k, v) for k, v in upstream_headers.items()
+                           if k.lower() not in edge.HOP_BY_HOP and k.lower() != CORRELATION_HEADER.lower())
         for name in ("Location", "Content-Location"):
             if name in kept:
                 kept[name] = edge.public_location(kept[name], self.config.service_urls.values())

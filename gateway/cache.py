@@ -14,7 +14,7 @@ import asyncio
 import re
 import time
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Mapping
 
 from shared import languages
 
@@ -33,7 +33,7 @@ def language_of(query: str | None, cookies, accept_language: str | None) -> str:
 class Stored:
     expires: float
     status: int
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # a multidict from the gateway: each Set-Cookie kept
     body: bytes
 
 

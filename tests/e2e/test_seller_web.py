@@ -220,7 +220,7 @@ def test_a_seller_who_chose_japanese_signs_in_and_counter_offers_from_a_japanese
         assert page.inner_text("h1") == "ケトル に対抗条件を出す"
         page.fill("#unit_price", "4800")
         page.fill("#minimum_reservations", "3")
-        page.click("button[type=submit]")
+        page.click("form.seller button[type=submit]")  # not the nav bar's sign-out button
         assert "あなたがこの募集を ￥4,800（最低 3件）で保持しました。" in page.inner_text("#won")
         page.screenshot(path=str(output_dir / "seller-counter-offer-ja.png"), full_page=True)
     finally:
