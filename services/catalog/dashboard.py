@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 import requests
 from flask import Blueprint, Response, abort, current_app, render_template, request
+from flask_babel import gettext as _, lazy_gettext as _l, ngettext
 from marshmallow import ValidationError
 from markupsafe import Markup
 
@@ -21,7 +22,7 @@ from shared.money import format_money
 from shared.problems import Problem
 from shared.spreadsheet import safe_csv
 
-from . import offers as use_cases, sellers
+from . import languages, offers as use_cases, sellers
 from .pages import _load as offer_or_404, progress
 from .schemas import OfferCreateSchema
 from .seller_forms import (COUNTER_FIELD_WORDS, OFFER_FIELD_WORDS, counter_offer_body, field_words, major_units,
@@ -30,7 +31,7 @@ from .seller_pages import sessions, signed_in, web_seller
 
 dashboard_bp = Blueprint("dashboard", __name__, template_folder="templates")
 _http = requests.Session()
-TRY_AGAIN = "We could not reach the auction just now. Please try again."
+TRY_AGAIN = _l("We could not reach the auction just now. Please try again.")
 
 
 def _config():
@@ -69,7 +70,7 @@ def dashboard():
 
 # ---- purchasers ------------------------------------------------------------------------------------
 
-NOT_YOURS = "Only the seller holding this offer sees its purchasers."
+NOT_YOURS = _l("Only the seller holding this offer sees its purchasers.")
 
 
 def _purchasers(offer_id: str) -> list[dict]:
@@ -108,18 +109,18 @@ def purchasers_download(offer_id):
 
 @dashboard_bp.errorhandler(403)
 def forbidden(_exc):
-    return render_template("error.html", title="Not your offer", message=NOT_YOURS), 403
+    return render_template("error.html", title=_("Not your offer"), message=NOT_YOURS), 403
 
 
 @dashboard_bp.errorhandler(404)
 def not_found(_exc):
-    return render_template("error.html", title="Not found", message="There is no such offer."), 404
+    return render_template("error.html", title=_("Not found"), message=_("There is no such offer.")), 404
 
 
 @dashboard_bp.errorhandler(503)
 def unavailable(_exc):
-    return render_template("error.html", title="Try again in a moment",
-                           message="A part of cobuy did not answer just now. Please reload the page."), 503
+    return render_template("error.html", title=_("Try again in a moment"),
+                           message=_("A part of cobuy did not answer just now. Please reload the page.")), 503
 
 
 # ---- publish ------------------------------------------------------------------------------------
@@ -182,20 +183,23 @@ def _holding(offer: dict) -> dict:
 def refusal_words(code: str, answer: dict, currency: str) -> str | Markup:
     """Why auction refused the counter-offer (its 409 code), in words for a seller."""
     holding = answer.get("condition") or {}
-    price = holding.get("unit_price")
+    minimum = holding.get("minimum_reservations")
     if code == "already_holder":
-        return "You already hold this offer: there is nothing to beat."
+        return _("You already hold this offer: there is nothing to beat.")
     if code == "offer_closed":
-        return "This offer has closed: it takes no more counter-offers."
+        return _("This offer has closed: it takes no more counter-offers.")
     if code == "raises_minimum":
-        return (f"A counter-offer may not ask for more reservations than the holding minimum of "
-                f"{holding.get('minimum_reservations')}.")
+        return _("A counter-offer may not ask for more reservations than the holding minimum of %(minimum)s.",
+                 minimum=minimum)
     if code == "not_better":
-        words = f"This does not beat {format_money(price, currency)} for {holding.get('minimum_reservations')} reservations."
+        price = format_money(holding.get("unit_price"), currency, languages.current())
+        words = ngettext("This does not beat %(price)s for %(num)s reservation.",
+                         "This does not beat %(price)s for %(num)s reservations.", minimum or 0, price=price)
         if answer.get("price_to_beat"):
-            words += f" Offer {format_money(answer['price_to_beat'], currency)} or less to win."
+            words += " " + _("Offer %(price)s or less to win.",
+                             price=format_money(answer["price_to_beat"], currency, languages.current()))
         return words
-    return "The counter-offer was refused. Please check it and try again."
+    return _("The counter-offer was refused. Please check it and try again.")
 
 
 def _counter_page(offer: dict, form: dict, errors: dict, status: int = 200, won: dict | None = None):

@@ -9,23 +9,26 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
+from flask_babel import lazy_gettext as _l
+
 from shared.money import CURRENCIES, MAX_MINOR_UNITS, exponent
 
 OFFER_FIELD_WORDS = {
-    "title": "Give a title: 1 to 200 characters, on one line.",
-    "description": "The description may be up to 5,000 characters.",
-    "currency": "Give a currency code such as usd, eur or jpy.",
-    "unit_price": "Give the unit price as an amount such as 12.50 (more than zero).",
-    "minimum_reservations": "Give the minimum as a whole number of reservations, from 1 to 1,000,000.",
-    "closes_at": "Give a closing time in the future, such as 2030-01-31 18:00 (UTC).",
-    "invite_at": "The invitation must fall after now and before the closing time (or leave it empty).",
-    "min_decrement": "Give the price step as an amount more than zero, such as 0.01 (or leave it empty).",
-    "form": "The offer could not be published. Please check the form.",
+    "title": _l("Give a title: 1 to 200 characters, on one line."),
+    "description": _l("The description may be up to 5,000 characters."),
+    "currency": _l("Give a currency code such as usd, eur or jpy."),
+    "unit_price": _l("Give the unit price as an amount such as 12.50 (more than zero)."),
+    "minimum_reservations": _l("Give the minimum as a whole number of reservations, from 1 to 1,000,000."),
+    "closes_at": _l("Give a closing time in the future, such as 2030-01-31 18:00 (UTC)."),
+    "invite_at": _l("The invitation must fall after now and before the closing time (or leave it empty)."),
+    "min_decrement": _l("Give the price step as an amount more than zero, such as 0.01 (or leave it empty)."),
+    "form": _l("The offer could not be published. Please check the form."),
 }
 COUNTER_FIELD_WORDS = {
-    "unit_price": "Give your unit price as an amount such as 12.50 (more than zero).",
-    "minimum_reservations": "Give the minimum as a whole number of reservations, from 1.",
+    "unit_price": _l("Give your unit price as an amount such as 12.50 (more than zero)."),
+    "minimum_reservations": _l("Give the minimum as a whole number of reservations, from 1."),
 }
+CHECK_THE_FORM = _l("Please check the form.")
 
 
 def minor_units(text: str, currency: str) -> int | None:
@@ -103,4 +106,4 @@ def field_words(fields, words: dict) -> dict[str, list[str]]:
     """The API's (or the form's) faulty fields, each with its plain words; the form as a whole
     when none of them is one the form shows."""
     shown = {f: [words[f]] for f in fields if f in words and f != "form"}
-    return shown or {"form": [words.get("form", "Please check the form.")]}
+    return shown or {"form": [words.get("form", CHECK_THE_FORM)]}

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, current_app, g, make_response, redirect, render_template, request
 from flask import session as browser_session
+from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
 
 from shared.problems import Problem
@@ -77,12 +78,14 @@ def _private(response):
 # ---- sign in ---------------------------------------------------------------------------------
 
 _ADDRESS = Email(required=True)
-NOT_AN_ADDRESS = "Give a valid e-mail address, such as shop@example.com."
-RATE_LIMITED = "Too many sign-in requests just now. Please wait a minute and try again."
+NOT_AN_ADDRESS = _l("Give a valid e-mail address, such as shop@example.com.")
+RATE_LIMITED = _l("Too many sign-in requests just now. Please wait a minute and try again.")
 LINK_WORDS = {
-    "used": ("This sign-in link has been used", "A sign-in link works once. Ask for a new one below."),
-    "expired": ("This sign-in link has expired", "A sign-in link works for 15 minutes. Ask for a new one below."),
-    "unknown": ("This sign-in link is not valid", "Use the link from your latest sign-in e-mail, or ask for a new one below."),
+    "used": (_l("This sign-in link has been used"), _l("A sign-in link works once. Ask for a new one below.")),
+    "expired": (_l("This sign-in link has expired"),
+                _l("A sign-in link works for 15 minutes. Ask for a new one below.")),
+    "unknown": (_l("This sign-in link is not valid"),
+                _l("Use the link from your latest sign-in e-mail, or ask for a new one below.")),
 }
 
 
@@ -173,8 +176,12 @@ def sign_out():
 # ---- register ----------------------------------------------------------------------------------
 
 REGISTRATION_WORDS = {
-    "name": "Give your name or your shop's: 1 to 100 characters, on one line.",
-    "email": "Give a valid e-mail address, such as shop@example.com.",
+    "name": _l("Give your name or your shop's: 1 to 100 characters, on one line."),
+    "email": NOT_AN_ADDRESS,
+}
+REGISTRATION_REFUSALS = {
+    "email_taken": _l("A seller with this e-mail is already registered: sign in instead."),
+    "rate_limited": _l("Too many registrations from your address just now. Please wait a minute."),
 }
 
 
@@ -199,9 +206,8 @@ def register():
             seller = sellers.register_seller(session, body["name"], body["email"], languages.current())
             signin.issue_link(session, seller)
     except Problem as problem:
-        words = {"email_taken": "A seller with this e-mail is already registered: sign in instead.",
-                 "rate_limited": "Too many registrations from your address just now. Please wait a minute."}
         return render_template("sellers/register.html", form=form, errors={
-            "email" if problem.code == "email_taken" else "form": [words.get(problem.code, problem.detail)]}), \
+            "email" if problem.code == "email_taken" else "form": [
+                REGISTRATION_REFUSALS.get(problem.code, problem.detail)]}), \
             problem.status
     return render_template("sellers/registered.html", seller=seller)

@@ -123,3 +123,14 @@ def test_a_seller_who_registers_from_the_japanese_page_is_invited_in_japanese(co
                                closes_at=instant(3600))
     [invitation] = mailbox.wait(1, to=email, subject="招待", timeout=20)
     assert invitation.subject == f"招待: {offer['title']} で ￥5,000 を下回る条件を" and "京都商店 様" in invitation.text
+
+
+def test_a_page_with_a_form_keeps_its_language_cookie_beside_its_form_cookie_through_the_gateway(cobuy):
+    """The seller's sign-in page sets two cookies at once (its CSRF session and `?lang=`'s): the
+    gateway passes both, so the next page, asked in English by the browser, still speaks Japanese."""
+    visitor = _visitor(**{"Accept-Language": "en-US"})
+    first = visitor.get(cobuy.url("/sellers/sign-in?lang=ja"), timeout=10)
+    assert '<html lang="ja">' in first.text and len(first.raw.headers.getlist("Set-Cookie")) >= 2
+    assert visitor.cookies.get("cobuy_lang") == "ja"
+    again = visitor.get(cobuy.url("/sellers/register"), timeout=10)
+    assert '<html lang="ja">' in again.text and "販売者として登録" in again.text

@@ -190,3 +190,38 @@ def test_axe_finds_nothing_serious_on_the_seller_pages(cobuy, mailbox, browser, 
     finally:
         context.close()
     assert {where: v for where, v in found.items() if v} == {}
+
+
+def test_a_seller_who_chose_japanese_signs_in_and_counter_offers_from_a_japanese_dashboard(
+        cobuy, mailbox, browser, output_dir):
+    """`?lang=ja` once, on the sign-in page: the cookie keeps every seller page after it in Japanese."""
+    seller = cobuy.register_seller(name="山田商店", lang="ja")
+    cobuy.create_offer(seller, title="電動自転車", currency="jpy", unit_price=39900, minimum_reservations=3)
+    theirs = cobuy.create_offer(cobuy.register_seller(name="鈴木自転車"), title="ケトル", currency="jpy",
+                                unit_price=4900, minimum_reservations=3)
+    context = browser.new_context(viewport=DESKTOP, locale="en-US")  # the browser itself asks for English
+    page = context.new_page()
+    try:
+        page.goto(cobuy.base_url + "/sellers/sign-in?lang=ja")
+        page.fill("#email", seller["email"])
+        page.click("button[type=submit]")
+        page.wait_for_selector("text=メールを確認してください")
+        page.goto(local(mailed_link(mailbox, seller["email"], subject="サインインリンク"), cobuy.base_url))
+        page.click("button[type=submit]")
+        page.wait_for_url("**/dashboard")
+        assert page.get_attribute("html", "lang") == "ja"
+        assert page.inner_text("h1") == "山田商店 の募集"
+        assert page.inner_text("#held-title") == "保持中"
+        assert "予約 0件 / 成立に必要な 3件" in page.inner_text("#held")
+        assert "サインアウト" in page.inner_text("nav.seller")
+        page.screenshot(path=str(output_dir / "seller-dashboard-ja.png"), full_page=True)
+
+        page.click(f'#others tr[data-offer-id="{theirs["id"]}"] >> text=対抗する')
+        assert page.inner_text("h1") == "ケトル に対抗条件を出す"
+        page.fill("#unit_price", "4800")
+        page.fill("#minimum_reservations", "3")
+        page.click("form.seller button[type=submit]")  # not the nav bar's sign-out button
+        assert "あなたがこの募集を ￥4,800（最低 3件）で保持しました。" in page.inner_text("#won")
+        page.screenshot(path=str(output_dir / "seller-counter-offer-ja.png"), full_page=True)
+    finally:
+        context.close()

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.pofile import read_po
-from flask import Flask, get_template_attribute, render_template
+from flask import Flask, g, get_template_attribute, render_template
 
+from services.catalog import dashboard, pages, seller_forms, seller_pages
 from services.catalog import languages as page_languages
-from services.catalog import pages
 from services.mailer.delivery import WIRE
 from services.mailer.rendering import Renderer
 from shared import clock
@@ -28,7 +28,8 @@ from shared import clock
 ROOT = Path(__file__).resolve().parents[2]
 TRANSLATED = ["catalog", "mailer"]
 # What may stay Latin in a Japanese page or mail: names, and what the reader types or copies.
-ALLOWED = {"cobuy", "UTC", "English", "API", "ID", "Webhook"}  # the last three are Japanese too
+ALLOWED = {"cobuy", "UTC", "English", "API", "ID", "Webhook", "CSV",  # the last four are Japanese too
+           "usd", "eur", "jpy", "JPY"}  # currency codes, as a seller types them
 NOW = clock.now()
 
 
@@ -175,6 +176,8 @@ def page_app():
     app = Flask(__name__)
     app.secret_key = "test"
     app.register_blueprint(pages.pages_bp)
+    app.register_blueprint(seller_pages.seller_pages_bp)
+    app.register_blueprint(dashboard.dashboard_bp)
     page_languages.install(app)
     app.jinja_env.globals["csrf_token"] = lambda: "token"
     return app
@@ -197,6 +200,105 @@ def test_every_page_template_has_a_context_here(page_app):
     shipped = {p.name for p in templates if not p.name.startswith("_")} - {"base.html"}  # every page extends it
     with page_app.test_request_context("/"):
         assert shipped == set(_page_contexts())
+
+
+# -- the seller's pages (seller_pages.py, dashboard.py, seller_forms.py and templates/sellers/) -----
+
+SELLER = {"id": "s1", "name": "山田商店", "email": "yamada@example.jp"}
+API_KEY = "12345678"  # what the seller copies: Latin in any language, so none here
+HOLDING = {"condition": {**ENTRY, "seller_id": "s2", "seller_name": "鈴木自転車"}, "min_decrement": 100}
+
+
+def _seller_contexts() -> dict[str, list[dict]]:
+    """Each seller page in each state it can be in, with every word its Python gives it."""
+    mine, theirs = _offer(condition={**ENTRY, "since": NOW}), _offer(id="o2")
+    closed = [_offer(id="o3", status="closed", outcome="concluded", condition={**ENTRY, "since": NOW}),
+              _offer(id="o4", status="closed", outcome="failed")]
+    every_field = set(seller_forms.OFFER_FIELD_WORDS)
+    offer_errors = [seller_forms.field_words(every_field, seller_forms.OFFER_FIELD_WORDS),
+                    seller_forms.field_words({"unknown"}, seller_forms.OFFER_FIELD_WORDS),
+                    seller_forms.field_words({"unknown"}, {})]
+    refusals = [dashboard.refusal_words(code, {"condition": HOLDING["condition"], "price_to_beat": 29900}, "jpy")
+                for code in ("already_holder", "offer_closed", "raises_minimum", "not_better", "other")]
+    counter_errors = [seller_forms.field_words(set(seller_forms.COUNTER_FIELD_WORDS), seller_forms.COUNTER_FIELD_WORDS),
+                      *({"form": [words]} for words in (*refusals, dashboard.TRY_AGAIN))]
+    to_win = [{**HOLDING, "price_to_beat": beat, "minimum_to_beat": fewer} for beat in (29900, None) for fewer in (2, None)]
+    preview = {"title": "電動自転車", "currency": "jpy", "closes_at": NOW + timedelta(days=2), "reservation_count": 0,
+               "condition": {"seller_name": "山田商店", "unit_price": 39900, "minimum_reservations": 3}}
+    registration = [*({f: [words]} for f, words in seller_pages.REGISTRATION_WORDS.items()),
+                    {"email": [seller_pages.REGISTRATION_REFUSALS["email_taken"]]},
+                    {"form": [seller_pages.REGISTRATION_REFUSALS["rate_limited"]]}]
+    sign_in = dict(next="/dashboard", email="yamada@example.jp", error=None)
+    return {
+        "sellers/dashboard.html": [dict(seller=SELLER, since=0, progress=pages.progress, held=[mine], intercepted=[theirs],
+                                        closed=closed, others=[theirs]),
+                                   dict(seller=SELLER, since=0, progress=pages.progress, held=[], intercepted=[],
+                                        closed=[], others=[])],
+        "sellers/new_offer.html": [dict(form={"currency": "jpy"}, errors={}, preview=None),
+                                   dict(form={"currency": "jpy"}, errors={}, preview=preview),
+                                   *[dict(form={}, errors=errors, preview=None) for errors in offer_errors]],
+        "sellers/counter_offer.html": [*[dict(offer=_offer(), holding=holding, form={}, errors={}, won=None)
+                                         for holding in to_win],
+                                       *[dict(offer=_offer(), holding=to_win[0], form={}, errors=errors, won=None)
+                                         for errors in counter_errors],
+                                       dict(offer=_offer(), holding=None, form={}, errors={}, won=ENTRY)],
+        "sellers/purchasers.html": [dict(offer=_offer(), purchasers=[{"name": "佐藤花子", "email": "h@example.jp", "at": NOW}]),
+                                    dict(offer=_offer(), purchasers=[])],
+        "sellers/published.html": [dict(offer=_offer())],
+        "sellers/key.html": [dict(api_key=API_KEY, seller=SELLER)],
+        "sellers/register.html": [dict(form={}, errors=errors) for errors in ({}, *registration)],
+        "sellers/registered.html": [dict(seller={**SELLER, "api_key": API_KEY})],
+        "sellers/sign_in.html": [dict(sign_in),
+                                 *[dict(sign_in, error=error) for error in (seller_pages.NOT_AN_ADDRESS,
+                                                                            seller_pages.RATE_LIMITED)],
+                                 *[dict(sign_in, refused={"title": title, "message": message})
+                                   for title, message in seller_pages.LINK_WORDS.values()]],
+        "sellers/link.html": [dict(token="ab12")],
+        "sellers/link_sent.html": [dict(email="yamada@example.jp")],
+    }
+
+
+def _render_seller_pages(app, lang: str) -> dict[str, str]:
+    """Signed in (the nav bar shows), and once signed out (sign_in.html's notice shows)."""
+    rendered = {}
+    with app.test_request_context(f"/?lang={lang}&signed_out=1"):
+        app.preprocess_request()
+        g.web_seller = SELLER
+        for template, contexts in _seller_contexts().items():
+            for i, context in enumerate(contexts):
+                rendered[f"{template}#{i}"] = render_template(template, **context)
+        for handler in (dashboard.forbidden, dashboard.not_found, dashboard.unavailable):
+            rendered[f"error.html#{handler.__name__}"] = handler(None)[0]
+    return rendered
+
+
+def test_every_seller_page_template_has_a_context_here(page_app):
+    templates = (ROOT / "services/catalog/templates/sellers").glob("*.html")
+    shipped = {f"sellers/{p.name}" for p in templates if not p.name.startswith("_")}  # partials: in the pages
+    with page_app.test_request_context("/"):
+        assert shipped == set(_seller_contexts())
+
+
+def test_every_seller_page_in_japanese_shows_no_english_left(page_app):
+    left = {name: english_left(seen_in_html(html)) for name, html in _render_seller_pages(page_app, "ja").items()}
+    assert {name: words for name, words in left.items() if words} == {}
+
+
+def test_a_seller_page_in_english_still_speaks_english(page_app):
+    """The marking changed no English word: the default language reads as before."""
+    html = _render_seller_pages(page_app, "en")
+    assert "Counter-offer on" in html["sellers/counter_offer.html#0"]
+    assert "offer ¥29,900 or less at a minimum of 3 or fewer, or ¥39,900 with a minimum of 2 or fewer. " \
+           "A tie keeps the holder." in html["sellers/counter_offer.html#0"]
+    assert "1 active reservation · minimum 3" in html["sellers/purchasers.html#0"]
+    assert "0 active reservations · minimum 3" in html["sellers/purchasers.html#1"]
+
+
+def test_the_dashboard_in_japanese_gives_the_live_script_its_words_and_counts_the_japanese_way(page_app):
+    html = _render_seller_pages(page_app, "ja")["sellers/dashboard.html#0"]
+    assert '<html lang="ja">' in html and 'id="cobuy-words"' in html
+    assert "山田商店 の募集" in html and "予約 <strong class=\"count\">1</strong>件" in html
+    assert '<span class="badge concluded">成立</span>' in html
 
 
 def test_every_page_in_japanese_shows_no_english_left(page_app):
