@@ -255,6 +255,18 @@ def test_the_production_queues_are_quorum_queues_on_its_three_brokers():
     assert config["data"]["COBUY_AMQP_QUEUE_TYPE"] == "quorum" and broker["spec"]["replicas"] >= 3
 
 
+def test_the_production_database_is_backed_up_daily_to_an_object_store_named_by_a_secret():
+    objects = _objects("overlays/prod")
+    cluster = next(o for o in objects if o["kind"] == "Cluster")
+    store = cluster["spec"]["backup"]["barmanObjectStore"]
+    assert store["destinationPath"].startswith(("s3://", "gs://", "https://"))  # a retention with no store keeps nothing
+    credentials = [ref for ref in store["s3Credentials"].values()]
+    assert credentials and all(ref["name"] and ref["key"] for ref in credentials)  # from a Secret, never inline
+    assert cluster["spec"]["backup"]["retentionPolicy"]
+    scheduled = [o for o in objects if o["kind"] == "ScheduledBackup"]
+    assert [s["spec"]["cluster"]["name"] for s in scheduled] == [cluster["metadata"]["name"]]
+
+
 def _exported_metric_names() -> set[str]:
     """Every series name cobuy's processes can expose (counters' _total, histograms' _bucket…)."""
     import importlib
