@@ -33,6 +33,7 @@ def _dead_letters(spine: Spine, count: int, timeout: float = 15) -> list:
     dead = []
     with spine.bus.connect() as connection:
         queue = spine.bus.dead_queue(connection.channel())
+        queue.declare()  # as every process does on start: the consumer's thread may not have yet
         deadline = time.monotonic() + timeout
         while len(dead) < count and time.monotonic() < deadline:
             message = queue.get(no_ack=True, accept=["json", "application/octet-stream"])
