@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -11,6 +12,7 @@ from shared import clock, db
 from shared.migrations import upgrade
 from shared.outbox import Relay, record_event
 from tests.support import wait_for
+from tests.use_cases import recorded
 
 
 class _Delivered:
@@ -48,11 +50,11 @@ def test_a_recount_that_fails_once_is_done_later_without_another_reservation(ses
 
     real, calls = reservations.refresh_tally, []
 
-    def fails_once(session, offer_id):
+    def fails_once(session, offer_id, interval=None):
         calls.append(offer_id)
         if len(calls) == 1:
             raise RuntimeError("the recount failed")
-        real(session, offer_id)
+        return real(session, offer_id, interval)
 
     monkeypatch.setattr(reservations, "refresh_tally", fails_once)
     offer_id = str(uuid.uuid4())
@@ -77,3 +79,58 @@ def test_a_recount_that_fails_once_is_done_later_without_another_reservation(ses
     assert len(calls) >= 2
     with sessions() as session:
         assert session.execute(select(pending_recounts)).all() == []
+
+
+def test_a_count_put_off_by_coalescing_follows_without_another_reservation(sessions, at):
+    """Under load an offer is counted once per interval: the changes in between wait for the next
+    count, and the relay makes that count when it is due, though no batch comes after them. The
+    injected clock is held still, so "within the interval" holds however slow the machine is."""
+    from services.reservation.recounts import note_recounts, recounter
+    from services.reservation.tables import outbox, pending_recounts, reservations as rows, tallies
+
+    start = clock.now()
+    at(start)
+    offer_id = str(uuid.uuid4())
+
+    def reserve(name):
+        with sessions.begin() as session:
+            session.execute(rows.insert().values(id=str(uuid.uuid4()), offer_id=offer_id, name=name,
+                                                 email=f"{name}@x.org", email_key=f"{name}@x.org", status="active",
+                                                 created_at=clock.now()))
+            record_event(session, outbox, "reservation", "ReservationAccepted", {"offer_id": offer_id})
+
+    def tally():
+        with sessions() as session:
+            return session.execute(select(tallies.c.count, tallies.c.version)
+                                   .where(tallies.c.offer_id == offer_id)).first()
+
+    def unsent():
+        with sessions() as session:
+            return session.execute(select(outbox.c.seq).where(outbox.c.sent_at.is_(None))).all()
+
+    def noted():
+        with sessions() as session:
+            return session.execute(select(pending_recounts.c.offer_id)).scalars().all()
+
+    reserve("ann")
+    relay = Relay(sessions, outbox, _Delivered(), poll_seconds=0.02, on_sent=note_recounts,
+                  follow_up=recounter(sessions, interval=0.2))
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: tuple(tally() or ()) == (1, 1), 20, what="the first count, at once")
+        reserve("bob")
+        reserve("cy")
+        wait_for(lambda: not unsent() and noted() == [offer_id], 20, what="the reservations sent and noted")
+        stop.wait(0.3)  # the relay goes on running (more than the interval, in real time)…
+        assert tuple(tally()) == (1, 1) and noted() == [offer_id]  # …and the clock says it is not due
+        at(start + timedelta(seconds=0.2))
+        wait_for(lambda: tuple(tally() or ()) == (3, 2), 20, what="the put-off count, once due")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    counts = [e.data for e in recorded(sessions, outbox, "ReservationCountChanged")]
+    assert [(d["count"], d["version"]) for d in counts] == [(1, 1), (3, 2)]
+    assert noted() == []
+
