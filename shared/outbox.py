@@ -223,7 +223,7 @@ class Relay:
                 else:
                     self.publisher.heartbeat()  # an idle connection must still answer the broker
                     metrics.BROKER_CONNECTED.set(1)
-                    stop.wait(max(0.0, min(idle, self._follow_up_at - time.monotonic())))  # put-off work on time
+                    stop.wait(self._idle_wait(idle))
                     idle = min(idle * 1.5, self.poll_seconds * 2)
             except Exception as exc:
                 if is_transient(exc):  # the broker or the database: expected, and retried
@@ -234,6 +234,12 @@ class Relay:
                 self.publisher.reset()
                 stop.wait(backoff)
                 backoff = min(backoff * 2 or 0.1, 5.0)
+
+    def _idle_wait(self, idle: float) -> float:
+        """The idle poll, cut short when the follow-up's put-off work falls due before it ends."""
+        if self.follow_up is None:
+            return idle
+        return max(0.0, min(idle, self._follow_up_at - time.monotonic()))
 
     def _run_follow_up(self) -> None:
         if self.follow_up is None or time.monotonic() < self._follow_up_at:

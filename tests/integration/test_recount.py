@@ -134,3 +134,23 @@ def test_a_count_put_off_by_coalescing_follows_without_another_reservation(sessi
     assert [(d["count"], d["version"]) for d in counts] == [(1, 1), (3, 2)]
     assert noted() == []
 
+
+
+@pytest.mark.parametrize("with_follow_up", [False, True])
+def test_an_idle_relay_waits_its_poll_between_looks_with_or_without_a_follow_up(sessions, with_follow_up):
+    """Every service's relay idles at its poll (a relay that spun here cost auction 0.8 CPU-s a second)."""
+    from services.reservation.recounts import note_recounts, recounter
+    from services.reservation.tables import outbox
+
+    extra = {"on_sent": note_recounts, "follow_up": recounter(sessions, 0.1)} if with_follow_up else {}
+    relay = Relay(sessions, outbox, _Delivered(), poll_seconds=0.05, **extra)
+    looks = []
+    relay_once = relay.relay_once
+    relay.relay_once = lambda: looks.append(1) or relay_once()
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    thread.start()
+    stop.wait(1.0)
+    stop.set()
+    thread.join(timeout=10)
+    assert 0 < len(looks) <= 30  # one look per 0.05–0.1 s: ten to twenty in the second, however slow the machine
