@@ -217,8 +217,8 @@ class Relay:
                     next_report = time.monotonic() + 5
                 published = self.relay_once()
                 backoff = self.poll_seconds
-                self._run_follow_up()
-                if published:
+                followed_up = self._run_follow_up()
+                if published or followed_up:  # what the follow-up recorded (a count) goes out at once
                     idle = self.poll_seconds
                 else:
                     self.publisher.heartbeat()  # an idle connection must still answer the broker
@@ -241,9 +241,10 @@ class Relay:
             return idle
         return max(0.0, min(idle, self._follow_up_at - time.monotonic()))
 
-    def _run_follow_up(self) -> None:
+    def _run_follow_up(self) -> bool:
+        """True when the follow-up was due and did its work."""
         if self.follow_up is None or time.monotonic() < self._follow_up_at:
-            return
+            return False
         try:
             put_off = self.follow_up()
         except Exception as exc:
@@ -251,11 +252,12 @@ class Relay:
             self._follow_up_at = time.monotonic() + self._follow_up_backoff
             self._follow_up_backoff = min(self._follow_up_backoff * 2, 30.0)
             self._follow_up_put_off = False
-            return
+            return False
         self._follow_up_backoff = 0.5
         self._follow_up_put_off = put_off is not None
         # nothing to do until the next batch, or until the work it put off is due
         self._follow_up_at = math.inf if put_off is None else time.monotonic() + put_off
+        return True
 
     def prune(self, limit: int = 1000) -> int:
         """Forget events published longer ago than the retention, a bounded bite at a time, so the

@@ -154,3 +154,35 @@ def test_an_idle_relay_waits_its_poll_between_looks_with_or_without_a_follow_up(
     stop.set()
     thread.join(timeout=10)
     assert 0 < len(looks) <= 30  # one look per 0.05–0.1 s: ten to twenty in the second, however slow the machine
+
+
+def test_put_off_work_runs_when_due_and_what_it_records_goes_out_at_once_however_long_the_poll(sessions):
+    """The relay polls every 30 s here: the put-off follow-up still runs 0.2 s later (the idle wait
+    is cut short), and the event it records is published in the same breath, not a poll later."""
+    from services.reservation.tables import outbox
+
+    calls = []
+
+    def follow_up():
+        calls.append(1)
+        if len(calls) == 1:
+            return 0.2  # put off
+        if len(calls) == 2:
+            with sessions.begin() as session:
+                record_event(session, outbox, "reservation", "ReservationCountChanged", {"offer_id": "o1"})
+        return None
+
+    relay = Relay(sessions, outbox, _Delivered(), poll_seconds=30, follow_up=follow_up)
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        def sent():
+            with sessions() as session:
+                return session.execute(select(outbox.c.sent_at).where(outbox.c.type == "ReservationCountChanged")
+                                       ).scalar()
+        wait_for(sent, 20, what="the follow-up's event published well before the next poll")
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert len(calls) >= 2
