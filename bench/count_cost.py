@@ -80,7 +80,9 @@ def main() -> int:
         path = f"/api/v1/offers/{offer['id']}/reservations"
         time.sleep(2)
         before = bench.cpu_by_component()
+        driven = time.monotonic()
         ok, other = drive(bench, path, args.rate, args.seconds, args.threads)
+        driven = time.monotonic() - driven
         engine = bench.db()
         with engine.connect() as c:
             in_db = c.execute(text("SELECT count(*) FROM reservation.reservations WHERE offer_id=:o "
@@ -98,7 +100,7 @@ def main() -> int:
         shown = bench.count(offer["id"])
         result = {"rate": args.rate, "seconds": args.seconds, "accepted": ok, "other": other, "count_in_db": in_db,
                   "count_shown": shown, "count_exact": shown == in_db == ok, "settled_s": round(settled, 2),
-                  "count_events": events,
+                  "count_events": events, "driven_s": round(driven, 1),
                   "cpu_ms_per_reservation": {k: round(v * 1000 / max(ok, 1), 2) for k, v in cpu.items()
                                              if k not in ("postgresql", "rabbitmq", "bench (smtp sink)", "wrk")},
                   "servers_cpu_s_shared": {k: cpu.get(k) for k in ("postgresql", "rabbitmq")}}
