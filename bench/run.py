@@ -268,8 +268,9 @@ class Bench:
             in_db = c.execute(text("SELECT count(*) FROM reservation.reservations WHERE offer_id=:o AND status='active'"),
                               {"o": offer["id"]}).scalar()
             # how many counts crossed the broker for that (each one a transaction in catalog, auction, mailer)
-            count_events = c.execute(text("SELECT count(*) FROM reservation.outbox WHERE type='ReservationCountChanged' "
-                                          "AND body LIKE :o"), {"o": f'%{offer["id"]}%'}).scalar()
+            count_events = c.execute(text("SELECT count(*) FROM reservation.outbox "
+                                          "WHERE type='ReservationCountChanged' AND body LIKE :o"),
+                                     {"o": f'%{offer["id"]}%'}).scalar()
         shown = self.count(offer["id"])
         probes = len(freshness)
         result.update({"count_in_db": in_db, "count_shown": shown, "probe_reservations": probes,
