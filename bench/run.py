@@ -267,9 +267,14 @@ class Bench:
         with engine.connect() as c:
             in_db = c.execute(text("SELECT count(*) FROM reservation.reservations WHERE offer_id=:o AND status='active'"),
                               {"o": offer["id"]}).scalar()
+            # how many counts crossed the broker for that (each one a transaction in catalog, auction, mailer)
+            count_events = c.execute(text("SELECT count(*) FROM reservation.outbox "
+                                          "WHERE type='ReservationCountChanged' AND body LIKE :o"),
+                                     {"o": f'%{offer["id"]}%'}).scalar()
         shown = self.count(offer["id"])
         probes = len(freshness)
         result.update({"count_in_db": in_db, "count_shown": shown, "probe_reservations": probes,
+                       "count_events": count_events,
                        "count_exact": shown == in_db and in_db >= result["requests"] - result["errors"]})
         self.results["B1"] = {"value": round(result["rps"]), "p99_ms": round(result["p99_ms"], 1), **result,
                               "ok": result["rps"] >= 1000 and result["p99_ms"] <= 100 and result["errors"] == 0
@@ -575,7 +580,8 @@ def main() -> int:
         print(f"{key:5} {str(r['value']):>28}  {TARGETS[key]:42} {'yes' if r['ok'] else 'NO'}")
     if "B1" in bench.results:
         b1 = bench.results["B1"]
-        print(f"B1 p99 {b1['p99_ms']} ms, errors {b1['errors']}, count exact: {b1['count_exact']}")
+        print(f"B1 p99 {b1['p99_ms']} ms, errors {b1['errors']}, count exact: {b1['count_exact']}, "
+              f"ReservationCountChanged events: {b1['count_events']} for {b1['count_in_db']} reservations")
         print(f"B1 RSS MB: {b1['rss_mb']}")
         print(f"B1 CPU s over {args.b1_seconds} s: {b1['cpu_s']}")
     if "B8" in bench.results:

@@ -69,6 +69,8 @@ class Config:
     service_urls: dict[str, str] = field(default_factory=dict)
     exchange_prefix: str = "cobuy"
     relay_poll_seconds: float = 0.05
+    # reservation counts one offer at most once per interval: one ReservationCountChanged, not one per batch
+    count_interval_seconds: float = 0.1
     outbox_retention_days: float = 7.0
     amqp_heartbeat: int = 30
     transient_retry_seconds: float = 60.0
@@ -207,6 +209,7 @@ def load() -> Config:
         service_urls=service_urls,
         exchange_prefix=_env("COBUY_EXCHANGE_PREFIX", "cobuy"),
         relay_poll_seconds=float(_env("COBUY_RELAY_POLL_SECONDS", "0.05")),
+        count_interval_seconds=float(_env("COBUY_COUNT_INTERVAL_SECONDS", "0.1")),
         outbox_retention_days=float(_env("COBUY_OUTBOX_RETENTION_DAYS", "7")),
         amqp_heartbeat=int(_env("COBUY_AMQP_HEARTBEAT", "30")),
         transient_retry_seconds=float(_env("COBUY_TRANSIENT_RETRY_SECONDS", "60")),

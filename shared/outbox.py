@@ -117,6 +117,8 @@ class Relay:
     on_sent(session, envelopes) runs in that transaction too: work that must follow the
     publication is recorded there, durably. follow_up() then does it, after the commit; it runs
     on start, after each batch, and again with backoff while it fails (reservation's recount).
+    A follow-up that returns a number of seconds has work it put off (coalescing): it runs again
+    that much later, and batches sent meanwhile do not bring it forward.
     """
 
     def __init__(
@@ -127,7 +129,7 @@ class Relay:
         poll_seconds: float = 0.05,
         batch_size: int = 200,
         on_sent: Callable[[Session, list[Envelope]], None] | None = None,
-        follow_up: Callable[[], None] | None = None,
+        follow_up: Callable[[], float | None] | None = None,
         retention: timedelta = timedelta(days=7),
     ):
         self.sessions = sessions
@@ -140,6 +142,7 @@ class Relay:
         self.retention = retention
         self._follow_up_at = 0.0  # due at once: a relay that died may have left work behind
         self._follow_up_backoff = 0.5
+        self._follow_up_put_off = False  # _follow_up_at is when the work it put off is due
 
     def relay_once(self) -> int:
         """Publish one batch; returns how many rows it settled (sent or quarantined)."""
@@ -165,7 +168,7 @@ class Relay:
                 session.execute(update(self.outbox).where(c.seq == seq).values(
                     quarantined_at=clock.now(), last_error=reason, attempts=c.attempts + 1))
         metrics.EVENTS_PUBLISHED.inc(len(sent))
-        if sent and self.follow_up:
+        if sent and self.follow_up and not self._follow_up_put_off:
             self._follow_up_at = 0.0
         return len(rows)
 
@@ -214,13 +217,13 @@ class Relay:
                     next_report = time.monotonic() + 5
                 published = self.relay_once()
                 backoff = self.poll_seconds
-                self._run_follow_up()
-                if published:
+                followed_up = self._run_follow_up()
+                if published or followed_up:  # what the follow-up recorded (a count) goes out at once
                     idle = self.poll_seconds
                 else:
                     self.publisher.heartbeat()  # an idle connection must still answer the broker
                     metrics.BROKER_CONNECTED.set(1)
-                    stop.wait(idle)
+                    stop.wait(self._idle_wait(idle))
                     idle = min(idle * 1.5, self.poll_seconds * 2)
             except Exception as exc:
                 if is_transient(exc):  # the broker or the database: expected, and retried
@@ -232,18 +235,29 @@ class Relay:
                 stop.wait(backoff)
                 backoff = min(backoff * 2 or 0.1, 5.0)
 
-    def _run_follow_up(self) -> None:
+    def _idle_wait(self, idle: float) -> float:
+        """The idle poll, cut short when the follow-up's put-off work falls due before it ends."""
+        if self.follow_up is None:
+            return idle
+        return max(0.0, min(idle, self._follow_up_at - time.monotonic()))
+
+    def _run_follow_up(self) -> bool:
+        """True when the follow-up was due and did its work."""
         if self.follow_up is None or time.monotonic() < self._follow_up_at:
-            return
+            return False
         try:
-            self.follow_up()
+            put_off = self.follow_up()
         except Exception as exc:
             log.error("after-publish work failed (%s); retrying in %.1fs", describe(exc), self._follow_up_backoff)
             self._follow_up_at = time.monotonic() + self._follow_up_backoff
             self._follow_up_backoff = min(self._follow_up_backoff * 2, 30.0)
-            return
-        self._follow_up_at = math.inf  # nothing to do until the next batch
+            self._follow_up_put_off = False
+            return False
         self._follow_up_backoff = 0.5
+        self._follow_up_put_off = put_off is not None
+        # nothing to do until the next batch, or until the work it put off is due
+        self._follow_up_at = math.inf if put_off is None else time.monotonic() + put_off
+        return True
 
     def prune(self, limit: int = 1000) -> int:
         """Forget events published longer ago than the retention, a bounded bite at a time, so the

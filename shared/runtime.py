@@ -51,7 +51,7 @@ class Runtime:
         return [database]
 
     def relay(self, outbox: Table, on_sent: Callable[[Session, list[Envelope]], None] | None = None,
-              follow_up: Callable[[], None] | None = None) -> Relay:
+              follow_up: Callable[[], float | None] | None = None) -> Relay:
         return Relay(
             self.sessions, outbox, Publisher(self.bus), self.config.relay_poll_seconds, on_sent=on_sent,
             follow_up=follow_up, retention=timedelta(days=self.config.outbox_retention_days),

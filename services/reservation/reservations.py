@@ -12,7 +12,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Callable
 
@@ -416,17 +416,32 @@ def cut(session: Session, offer_id: str) -> None:
 
 # ---- the count -----------------------------------------------------------------------------------
 
-def refresh_tally(session: Session, offer_id: str) -> None:
-    """Recount one offer under a lock on its tally row, so versions follow the truth."""
-    insert_ignore(session, tallies, {"offer_id": offer_id, "count": 0, "version": 0}, ["offer_id"])
-    tally = session.execute(select(tallies).where(tallies.c.offer_id == offer_id).with_for_update()).one()
+def refresh_tally(session: Session, offer_id: str, interval: timedelta | None = None) -> bool:
+    """Recount one offer under a lock on its tally row, so versions follow the truth. With an
+    interval, an offer counted less than that long ago is left alone (False): its recount is due
+    later, and is coalesced with whatever else moves the count meanwhile."""
+    now = clock.now()
+    tally = session.execute(select(tallies).where(tallies.c.offer_id == offer_id).with_for_update()).first()
+    if tally is None:
+        insert_ignore(session, tallies, {"offer_id": offer_id, "count": 0, "version": 0}, ["offer_id"])
+        tally = session.execute(select(tallies).where(tallies.c.offer_id == offer_id).with_for_update()).one()
+    elif interval is not None and not recount_due(tally.counted_at, now, interval):
+        return False
     count = session.execute(select(func.count()).select_from(reservations).where(
         reservations.c.offer_id == offer_id, reservations.c.status == "active")).scalar_one()
     if count == tally.count and tally.version > 0:
-        return
+        session.execute(update(tallies).where(tallies.c.offer_id == offer_id).values(counted_at=now))
+        return True
     version = tally.version + 1
-    session.execute(update(tallies).where(tallies.c.offer_id == offer_id).values(count=count, version=version))
+    session.execute(update(tallies).where(tallies.c.offer_id == offer_id)
+                    .values(count=count, version=version, counted_at=now))
     record_event(session, outbox, SERVICE, ReservationCountChanged(offer_id=offer_id, count=count, version=version))
+    return True
+
+
+def recount_due(counted_at: datetime | None, now: datetime, interval: timedelta) -> bool:
+    """Never counted, counted at least `interval` ago, or "in the future" (a clock set back)."""
+    return counted_at is None or not (now - interval < counted_at <= now)
 
 
 def refresh_open_tallies(sessions: sessionmaker[Session]) -> None:

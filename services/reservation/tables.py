@@ -62,13 +62,15 @@ idempotency_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
-# The derived count, refreshed after reservation events are published (never per request).
+# The derived count, refreshed after reservation events are published (never per request), at most
+# once per coalescing interval per offer (recounts.py): `counted_at` is when it was last counted.
 tallies = Table(
     "tallies",
     metadata,
     Column("offer_id", String(36), primary_key=True),
     Column("count", Integer, nullable=False),
     Column("version", Integer, nullable=False),
+    Column("counted_at", UTCDateTime, nullable=True),
 )
 
 # Offers whose count must be recomputed: noted by the relay in the transaction that marks their

@@ -19,7 +19,8 @@ def main() -> int:
     refresh_open_tallies(runtime.sessions)
     return worker.run(SERVICE, {
         "consumer": runtime.consumer(inbox, HANDLERS).run,
-        "relay": runtime.relay(outbox, on_sent=note_recounts, follow_up=recounter(runtime.sessions)).run,
+        "relay": runtime.relay(outbox, on_sent=note_recounts,
+                               follow_up=recounter(runtime.sessions, runtime.config.count_interval_seconds)).run,
     })
 
 

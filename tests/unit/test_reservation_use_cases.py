@@ -189,6 +189,63 @@ def test_an_offer_whose_reservations_were_sent_is_noted_recounted_and_its_note_c
         assert session.execute(select(func.count()).select_from(pending_recounts)).scalar_one() == 0
 
 
+def sent(sessions) -> None:
+    """What the relay does after publishing: note the offers whose reservations moved."""
+    with sessions.begin() as session:
+        note_recounts(session, recorded(sessions, outbox))
+
+
+def notes(sessions) -> int:
+    with sessions() as session:
+        return session.execute(select(func.count()).select_from(pending_recounts)).scalar_one()
+
+
+def test_recounts_of_one_offer_are_coalesced_and_the_last_count_always_follows(sessions, at):
+    interval = timedelta(seconds=0.2)
+    start = T0 + timedelta(minutes=1)
+    ann, _ = reserve(sessions)
+    sent(sessions)
+    assert recount_pending(sessions, interval) is None  # the first change after a quiet spell: at once
+    assert count_events(sessions) == [(1, 1)]
+    reserve(sessions, "bob@example.org", "Bob")
+    sent(sessions)
+    at(start + timedelta(seconds=0.05))
+    assert recount_pending(sessions, interval) == pytest.approx(0.15)  # put off, its note kept
+    assert (count_events(sessions), notes(sessions)) == ([(1, 1)], 1)
+    reserve(sessions, "cy@example.org", "Cy")
+    cancel(sessions, ann)
+    sent(sessions)
+    at(start + timedelta(seconds=0.2))
+    assert recount_pending(sessions, interval) is None
+    assert (count_events(sessions), notes(sessions)) == ([(1, 1), (2, 2)], 0)  # three changes, one count
+
+
+def test_a_clock_set_back_does_not_put_a_recount_off(sessions, at):
+    reserve(sessions)
+    sent(sessions)
+    recount_pending(sessions, timedelta(seconds=0.2))
+    reserve(sessions, "bob@example.org", "Bob")
+    sent(sessions)
+    at(T0)  # a minute before the last count
+    assert recount_pending(sessions, timedelta(seconds=0.2)) is None
+    assert count_events(sessions) == [(1, 1), (2, 2)]
+
+
+def test_a_recount_put_off_is_due_for_each_offer_on_its_own(sessions, at):
+    with sessions.begin() as session:
+        use_cases.on_offer_published(session, offer_published("o2"))
+    interval = timedelta(seconds=0.2)
+    reserve(sessions)
+    sent(sessions)
+    recount_pending(sessions, interval)
+    reserve(sessions, "bob@example.org", "Bob")
+    reserve(sessions, "bob@example.org", "Bob", offer_id="o2")
+    sent(sessions)
+    assert recount_pending(sessions, interval) == pytest.approx(0.2)  # o1 waits, o2 is counted at once
+    assert [(e.data["offer_id"], e.data["count"]) for e in recorded(sessions, outbox, "ReservationCountChanged")] \
+        == [("o1", 1), ("o2", 1)]
+
+
 def test_on_start_every_open_offer_gets_a_true_count(sessions):
     reserve(sessions)
     use_cases.refresh_open_tallies(sessions)
