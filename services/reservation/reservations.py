@@ -17,7 +17,7 @@ from functools import partial
 from typing import Callable
 
 import requests
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock, languages, lookup
@@ -228,23 +228,25 @@ def reserve(session: Session, offer_id: str, name: str, email: str, idempotency_
 # The lock, then the offer as it was when the statement began: before the lock was granted, so its
 # `closed` may be stale (a close cut that held the lock exclusively has committed since). It serves
 # the event's description of the offer; whether the offer is closed is asked again below.
-_LOCK_AND_OFFER = text(
+_LOCK_AND_OFFER = (
     "SELECT o.id, o.title, o.currency, o.closes_at, o.unit_price, o.minimum_reservations, o.holder_name, "
     "o.closed, o.verify_emails "
-    "FROM (SELECT pg_advisory_xact_lock_shared(:lock_key)) AS locked LEFT JOIN offers AS o ON o.id = :offer_id")
+    "FROM (SELECT pg_advisory_xact_lock_shared(%(lock_key)s)) AS locked LEFT JOIN offers AS o ON o.id = %(offer_id)s")
 
 # A statement that begins after the lock was granted sees every close cut that went before it: the
 # reservation is inserted only if the offer is open and the e-mail new to it, and its event with it.
-_INSERT_WITH_EVENT = text(
+# Both are the driver's SQL (psycopg's parameters), run through SQLAlchemy's connection for its error
+# handling (a dropped connection is invalidated and `is_disconnect`) without compiling anything.
+_INSERT_WITH_EVENT = (
     "WITH inserted AS ("
     " INSERT INTO reservations (id, offer_id, name, email, email_key, status, revision, created_at, lang)"
-    " SELECT :id, o.id, :name, :email, :email_key, :status, 1, :created_at, :lang"
-    " FROM offers AS o WHERE o.id = :offer_id AND NOT o.closed AND o.verify_emails = :verify_emails"
+    " SELECT %(id)s, o.id, %(name)s, %(email)s, %(email_key)s, %(status)s, 1, %(created_at)s, %(lang)s"
+    " FROM offers AS o WHERE o.id = %(offer_id)s AND NOT o.closed AND o.verify_emails = %(verify_emails)s"
     " ON CONFLICT (offer_id, email_key) DO NOTHING RETURNING id),"
     " recorded AS ("
     " INSERT INTO outbox (event_id, type, body, created_at, attempts)"
-    " SELECT :event_id, :event_type, :body, :created_at, 0 FROM inserted RETURNING seq)"
-    " SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM recorded) AS recorded")
+    " SELECT %(event_id)s, %(event_type)s, %(body)s, %(created_at)s, 0 FROM inserted)"
+    " SELECT count(*) AS inserted FROM inserted")  # a WITH's INSERT runs whether or not it is read
 
 
 def _reserve_at_once(session: Session, offer_id: str, name: str, email: str, secret: str,
@@ -254,22 +256,24 @@ def _reserve_at_once(session: Session, offer_id: str, name: str, email: str, sec
     made here, so its tokens and its event are known before the insert (revision 1, like `_claim`'s).
     None when it did not apply (the e-mail has a reservation already, or the offer looks closed):
     nothing was written, the lock is held, and the general path decides."""
-    offer = session.execute(_LOCK_AND_OFFER, {"lock_key": lock_key("offer", offer_id), "offer_id": offer_id}).one()
+    connection = session.connection()
+    offer = connection.exec_driver_sql(_LOCK_AND_OFFER, {"lock_key": lock_key("offer", offer_id),
+                                                         "offer_id": offer_id}).one()
     if offer.id is None:
         raise OfferUnknown(offer_id)
     if _is_closed(offer):
         return None
     reservation_id, now, status = str(uuid.uuid4()), clock.now(), initial_status(offer.verify_emails)
     token = cancel_token(secret, reservation_id)
-    envelope, event = outbox_row(SERVICE, ReservationAccepted(
+    _, event = outbox_row(SERVICE, ReservationAccepted(
         reservation_id=reservation_id, offer_id=offer.id, name=name, email=email, lang=lang, cancel_token=token,
-        offer=ReservedOffer(title=offer.title, currency=offer.currency, closes_at=offer.closes_at,
+        offer=ReservedOffer(title=offer.title, currency=offer.currency, closes_at=clock.to_utc(offer.closes_at),
                             unit_price=offer.unit_price, minimum_reservations=offer.minimum_reservations,
                             holder_name=offer.holder_name),
         status=status, verify_token=verify_token(secret, reservation_id, 1) if status == "pending" else None,
         revision=1,
     ))
-    written = session.execute(_INSERT_WITH_EVENT, {
+    written = connection.exec_driver_sql(_INSERT_WITH_EVENT, {
         "id": reservation_id, "offer_id": offer.id, "name": name, "email": email, "email_key": email.lower(),
         "status": status, "created_at": now, "lang": lang, "verify_emails": offer.verify_emails,
         "event_id": event["event_id"], "event_type": event["type"], "body": event["body"],
