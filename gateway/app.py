@@ -86,10 +86,10 @@ class Gateway:
     # -- proxying --------------------------------------------------------------------------------
 
     async def proxy(self, request: web.Request) -> web.StreamResponse:
-        path = edge.normalise_path(request.rel_url.raw_path)
+        path = request[PATH] if PATH in request else edge.normalise_path(request.rel_url.raw_path)
         if path is None:
             return problem(400, "malformed_path", "The path does not normalise to a plain one.")
-        service = routing.service_for(path)
+        service = request[SERVICE] = routing.service_for(path)
         if service is None:
             return problem(404, "not_found", "No such resource.")
         forwarded = edge.forwardable_headers(request.headers.items())
@@ -135,13 +135,14 @@ class Gateway:
                 language = cache.language_of(request.query.get(languages.QUERY), request.cookies,
                                              request.headers.get("Accept-Language"))
                 stored, hit = await self.pages.fetch((request.method, target, language), load)
+                out = CIMultiDict(stored.headers)  # a copy: a kept answer's headers are shared
             else:
                 stored, hit = await load(), False
+                out = stored.headers  # this request's own, made by public_headers: no copy
         except asyncio.TimeoutError:
             return problem(504, "upstream_timeout", f"The {service} service did not answer in time.")
         except aiohttp.ClientError:
             return problem(502, "upstream_unavailable", f"The {service} service is unavailable.")
-        out = CIMultiDict(stored.headers)  # a copy: a kept answer's headers are shared
         out[CORRELATION_HEADER] = correlation
         if hit:
             out["X-Cache"] = "HIT"
@@ -212,10 +213,17 @@ class RefusedRequests(logging.Filter):
         return True
 
 
+# What `observe` works out once per request for the proxy and for its own metrics label: the
+# normalised path (None: it does not normalise) and, once the proxy routed it, the service.
+PATH = "cobuy.path"
+SERVICE = "cobuy.service"
+
+
 @web.middleware
 async def observe(request: web.Request, handler):
     started = time.perf_counter()
     request[CORRELATION_HEADER] = accepted_correlation_id(request.headers.get(CORRELATION_HEADER))
+    path = request[PATH] = edge.normalise_path(request.rel_url.raw_path)
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -226,7 +234,7 @@ async def observe(request: web.Request, handler):
     # every answer, the gateway's own refusals included, names its correlation id and no software
     response.headers[CORRELATION_HEADER] = request[CORRELATION_HEADER]
     response.headers["Server"] = SERVER
-    label = routing.route_label(edge.normalise_path(request.rel_url.raw_path))
+    label = routing.route_label(path, request.get(SERVICE, routing.UNROUTED))
     metrics.HTTP_REQUESTS.labels(label, request.method, str(response.status)).inc()
     metrics.HTTP_LATENCY.labels(label).observe(time.perf_counter() - started)
     return response

@@ -78,6 +78,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 # Set by the gateway alone: a client's value is never passed on, whatever its case or spelling.
 GATEWAY_ONLY = {"authorization", "forwarded", "x-real-ip", "x-correlation-id"}
 GATEWAY_ONLY_PREFIXES = ("x-forwarded-", "x-cobuy-")
+_NOT_FORWARDED = frozenset(HOP_BY_HOP | GATEWAY_ONLY)
 
 
 def _canonical(name: str) -> str:
@@ -89,9 +90,9 @@ def forwardable_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, s
     headers = list(headers)
     named_by_connection = {_canonical(token) for name, value in headers if _canonical(name) == "connection"
                            for token in value.split(",")}
+    dropped = _NOT_FORWARDED | named_by_connection  # once, not once per header
     return [(name, value) for name, value in headers
-            if (canonical := _canonical(name)) not in HOP_BY_HOP | GATEWAY_ONLY | named_by_connection
-            and not canonical.startswith(GATEWAY_ONLY_PREFIXES)]
+            if (canonical := _canonical(name)) not in dropped and not canonical.startswith(GATEWAY_ONLY_PREFIXES)]
 
 
 _UNFORWARDABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f\udc80-\udcff]")

@@ -29,14 +29,18 @@ def service_for(path: str) -> str | None:
     return PAGES_SERVICE
 
 
-def route_label(path: str | None) -> str:
+UNROUTED = object()  # route_label: the caller has not asked service_for
+
+
+def route_label(path: str | None, service: str | None | object = UNROUTED) -> str:
     """A bounded metrics label for a normalised path (None: it did not normalise): the service, or
-    the gateway's own path."""
+    the gateway's own path. `service`: service_for(path), when the caller has it already."""
     if path in OWN_PATHS:
         return path
     if path and STREAMS.match(path):
         return "gateway:stream"
-    service = service_for(path) if path else None
+    if service is UNROUTED:
+        service = service_for(path) if path else None
     if service is None:
         return "unrouted"
     return f"{service}:{'api' if path.startswith('/api/') else 'page'}"

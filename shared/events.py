@@ -8,6 +8,7 @@ add an optional field and keep its VERSION; removing, renaming or retyping a fie
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from datetime import datetime
@@ -33,12 +34,23 @@ class Event:
 
 def as_data(part: Any) -> dict[str, Any]:
     """An event, or a part of one, as it travels: nested parts and lists as JSON objects and
-    arrays, instants as ISO 8601 UTC."""
-    return dataclasses.asdict(part, dict_factory=_json_dict)
+    arrays, instants as ISO 8601 UTC. (dataclasses.asdict did this with a deep copy of every value:
+    a tenth of a reservation's CPU.)"""
+    return {field.name: _as_json(getattr(part, field.name)) for field in dataclasses.fields(part)}
 
 
-def _json_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    return {key: clock.iso(value) if isinstance(value, datetime) else value for key, value in pairs}
+def _as_json(value: Any) -> Any:
+    if isinstance(value, (str, int, float, type(None))):
+        return value
+    if isinstance(value, datetime):
+        return clock.iso(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return as_data(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_as_json(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _as_json(item) for key, item in value.items()}
+    return copy.deepcopy(value)
 
 
 def read(reader: type[T], data: dict[str, Any]) -> T:

@@ -84,21 +84,21 @@ def record_event(session: Session, outbox: Table, producer: str, event: Event | 
                  ) -> Envelope:
     """Write an event in the same transaction as the change that caused it. `event` is one of the
     producer's events (services/<producer>/events.py); a bare type and data serve the plumbing's tests."""
+    envelope, row = outbox_row(producer, event, data)
+    session.execute(outbox.insert().values(**row))
+    return envelope
+
+
+def outbox_row(producer: str, event: Event | str, data: dict | None = None) -> tuple[Envelope, dict]:
+    """The envelope of an event and the outbox row that carries it (event_id, type, body, created_at,
+    attempts): what `record_event` inserts, for a caller that writes it in a statement of its own."""
     if isinstance(event, Event):
         type_, data, version = event.type_name(), event.to_data(), event.VERSION
     else:
         type_, data, version = event, data or {}, 1
     envelope = Envelope(type=type_, data=data, producer=producer, version=version, correlation_id=_correlation_id())
-    session.execute(
-        outbox.insert().values(
-            event_id=envelope.id,
-            type=type_,
-            body=json.dumps(envelope.to_dict()),
-            created_at=clock.now(),
-            attempts=0,
-        )
-    )
-    return envelope
+    return envelope, {"event_id": envelope.id, "type": type_, "body": json.dumps(envelope.to_dict()),
+                      "created_at": clock.now(), "attempts": 0}
 
 
 def first_delivery(session: Session, inbox: Table, consumer: str, event_id: str) -> bool:

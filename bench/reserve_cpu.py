@@ -1,0 +1,81 @@
+"""CPU per reservation in the reservation web app itself, in-process (no gunicorn, no gateway):
+`python bench/reserve_cpu.py [N] [--profile out.prof]`. Process CPU time, so a loaded machine
+changes the figure little (wall-clock benches on a shared 2-core machine do not)."""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+PG = os.environ.get("COBUY_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("n", nargs="?", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile")
+    args = parser.parse_args()
+    name = f"cobuy_rcpu_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    os.environ.update({"COBUY_DATABASE_URL": PG.rsplit("/", 1)[0] + "/" + name, "COBUY_RATE_LIMIT": "off",
+                       "COBUY_LOG_LEVEL": "WARNING"})
+    try:
+        from services.reservation import reservations as use_cases
+        from services.reservation.app import create_app
+        from services.reservation.tables import MIGRATIONS
+
+        app = create_app()
+        runtime = app.extensions["cobuy.runtime"]
+        runtime.migrate(MIGRATIONS)
+        offer_id = str(uuid.uuid4())
+        with runtime.sessions.begin() as session:
+            use_cases.remember_offer(session, {
+                "offer_id": offer_id, "title": "Bench", "currency": "usd",
+                "closes_at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat(),
+                "condition": {"seller_id": "s1", "seller_name": "Seller", "unit_price": 1000,
+                              "minimum_reservations": 100000}})
+        client = app.test_client()
+        path = f"/api/v1/offers/{offer_id}/reservations"
+        headers = {"X-Forwarded-For": "10.0.0.1", "X-Correlation-Id": "bench"}
+
+        def post(i: int) -> None:
+            r = client.post(path, json={"name": "Bench", "email": f"b-{i}@bench.example"}, headers=headers)
+            assert r.status_code == 201, (r.status_code, r.data)
+
+        for i in range(200):  # warm: compiled caches, prepared statements
+            post(-i - 1)
+        profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU, not waits
+        if profiler:
+            profiler.enable()
+        rounds = []
+        for r in range(args.rounds):
+            cpu = time.process_time()
+            for i in range(args.n):
+                post(r * args.n + i)
+            rounds.append((time.process_time() - cpu) / args.n * 1000)
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
+        print(f"{args.n} reservations x {args.rounds}: {min(rounds):.3f} ms CPU each at best "
+              f"({', '.join(f'{r:.3f}' for r in rounds)})")
+        runtime.engine.dispose()
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""A new reservation on PostgreSQL is two statements (reservations._reserve_at_once): the same row,
+the same event and the same answers as the general path, and the close cut still wins against it."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, text
+
+from services.reservation import reservations as use_cases
+from services.reservation.tables import MIGRATIONS, outbox, reservations
+from shared import db
+from shared.migrations import upgrade
+from shared.problems import Problem
+from tests.use_cases import SECRET, T0, offer_published, recorded
+
+
+@pytest.fixture
+def sessions(servers, at):
+    if servers[0] is None:
+        pytest.skip("the two-statement path is PostgreSQL's")
+    at(T0 + timedelta(minutes=1))
+    schema = f"at_once_{uuid.uuid4().hex[:8]}"
+    engine = db.make_engine(servers[0].replace("postgresql://", "postgresql+psycopg://", 1), schema)
+    try:
+        upgrade(engine, MIGRATIONS, schema)
+        sessions = db.session_factory(engine)
+        with sessions.begin() as session:
+            use_cases.on_offer_published(session, offer_published("o1"))
+            use_cases.on_offer_published(session, offer_published("o2", verify_emails=True))
+        yield sessions
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture
+def general_path_refused(monkeypatch):
+    """The general path's insert fails the test: a new reservation must not need it."""
+    def refused(*_args, **_kwargs):
+        raise AssertionError("a new reservation took the general path")
+
+    monkeypatch.setattr(use_cases, "_claim", refused)
+
+
+def reserve(sessions, email="ann@example.org", offer_id="o1", key=None):
+    with sessions.begin() as session:
+        return use_cases.reserve(session, offer_id, "Ann", email, key, SECRET, "ja")
+
+
+def rows(sessions) -> list:
+    with sessions() as session:
+        return session.execute(select(reservations).order_by(reservations.c.revision)).all()
+
+
+def test_a_new_reservation_is_one_row_and_its_event_as_the_general_path_makes_them(sessions, general_path_refused):
+    answer, status = reserve(sessions, "Ann@Example.org")
+    assert status == 201
+    assert answer == {"id": answer["id"], "offer_id": "o1", "status": "active",
+                      "cancel_token": use_cases.cancel_token(SECRET, answer["id"])}
+    [row] = rows(sessions)
+    assert (row.id, row.email, row.email_key, row.status, row.revision, row.lang, row.name) == \
+        (answer["id"], "Ann@Example.org", "ann@example.org", "active", 1, "ja", "Ann")
+    [event] = recorded(sessions, outbox, "ReservationAccepted")
+    assert (event.producer, event.version) == ("reservation", 1)
+    assert event.data == {
+        "reservation_id": row.id, "offer_id": "o1", "name": "Ann", "email": "Ann@Example.org",
+        "cancel_token": answer["cancel_token"], "lang": "ja", "status": "active", "verify_token": None,
+        "revision": 1,
+        "offer": {"title": "Kettle", "currency": "usd", "closes_at": (T0 + timedelta(minutes=10)).isoformat(),
+                  "unit_price": 5000, "minimum_reservations": 3, "holder_name": "First"},
+    }
+
+
+def test_a_repeat_and_a_return_after_a_cancel_are_answered_as_before(sessions):
+    first, _ = reserve(sessions)
+    repeat, repeat_status = reserve(sessions, "ANN@example.org")
+    assert (repeat, repeat_status) == (first, 200)
+    with sessions.begin() as session:
+        use_cases.cancel(session, first["id"], first["cancel_token"], SECRET)
+    again, again_status = reserve(sessions)
+    assert (again, again_status) == (first, 201)
+    assert [r.revision for r in rows(sessions)] == [3]
+    assert [e.data["revision"] for e in recorded(sessions, outbox, "ReservationAccepted")] == [1, 3]
+
+
+def test_on_a_verified_offer_it_is_pending_and_its_link_confirms_it(sessions, general_path_refused):
+    answer, status = reserve(sessions, offer_id="o2")
+    assert (answer["status"], status) == ("pending", 201)
+    [event] = recorded(sessions, outbox, "ReservationAccepted")
+    assert event.data["verify_token"] == use_cases.verify_token(SECRET, answer["id"], 1)
+    with sessions.begin() as session:
+        confirmed = use_cases.verify(session, answer["id"], event.data["verify_token"], SECRET)
+    assert confirmed["status"] == "active"
+
+
+def test_an_unknown_offer_and_a_closed_one_are_refused_and_nothing_is_written(sessions, at):
+    with pytest.raises(use_cases.OfferUnknown):
+        reserve(sessions, offer_id="nope")
+    at(T0 + timedelta(minutes=10))
+    with pytest.raises(Problem) as refused:
+        reserve(sessions)
+    assert (refused.value.status, refused.value.code) == (409, "offer_closed")
+    assert rows(sessions) == [] and recorded(sessions, outbox) == []
+
+
+def _waiting_for_the_lock(sessions, offer_id: str) -> bool:
+    key = db.lock_key("offer", offer_id) & 0xFFFFFFFFFFFFFFFF
+    with sessions() as session:
+        return bool(session.execute(text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND classid::bigint = :high AND objid::bigint = :low"), {"high": key >> 32, "low": key & 0xFFFFFFFF}
+        ).scalar())
+
+
+def test_a_reservation_that_waited_for_the_close_cut_sees_the_offer_closed(sessions):
+    """Its first statement began before the cut committed, so it read the offer open: the insert,
+    a later statement, must see the cut, and the reservation be refused (not counted after the list)."""
+    outcome: dict = {}
+
+    def reserving():
+        try:
+            outcome["answer"] = reserve(sessions)
+        except Problem as problem:
+            outcome["problem"] = problem
+
+    with sessions.begin() as cutting:
+        use_cases.cut(cutting, "o1")  # holds the offer's lock exclusively until it commits
+        thread = threading.Thread(target=reserving)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not _waiting_for_the_lock(sessions, "o1"):
+            assert time.monotonic() < deadline, "the reservation never waited for the cut"
+            time.sleep(0.01)
+    thread.join(timeout=10)
+    assert "answer" not in outcome
+    assert (outcome["problem"].status, outcome["problem"].code) == (409, "offer_closed")
+    assert rows(sessions) == [] and recorded(sessions, outbox, "ReservationAccepted") == []
