@@ -319,7 +319,7 @@ class Bench:
         cpu = self.cpu_used(cpu_before, self.cpu_by_component())
         # CPU per offer page, ms: what the noise of a shared machine leaves comparable between runs
         page["cpu_ms_per_request"] = {k: round(cpu.get(k, 0) * 1000 / max(page["requests"], 1), 3)
-                                      for k in ("gateway", "catalog-web", "wrk")}
+                                      for k in ("gateway", "catalog-web")}
         bare = self.b3r(offers[0]["id"])
         ratio = page["rps"] / bare["rps"]
         self.results["B3"] = {"value": f"{round(home['rps'])} / {round(page['rps'])}",
