@@ -150,7 +150,7 @@ class Gateway:
             out["X-Cache"] = "HIT"
         body = stored.body
         if csrf.HAS_SLOTS in out:
-            body = cache.fill_form_tokens(out, body, request.cookies.get(csrf.COOKIE), self.form_key,
+            body = cache.fill_form_tokens(out, stored, request.cookies.get(csrf.COOKIE), self.form_key,
                                           self.secure_cookies)
         return web.Response(status=stored.status, body=body, headers=out)
 

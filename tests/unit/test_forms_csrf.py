@@ -2,6 +2,8 @@
 whose token is an HMAC of its secret. catalog's own app on SQLite, through Flask's test client."""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from datetime import timedelta
 
@@ -109,6 +111,7 @@ def test_the_token_is_compared_whole_and_a_malformed_secret_is_never_valid():
     key = csrf.form_key("k")
     secret = csrf.new_secret()
     good = csrf.token_for(key, secret)
+    assert good == hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()  # HMAC-SHA256 of the secret
     assert csrf.valid(key, secret, good)
     assert not csrf.valid(key, secret, good[:-1]) and not csrf.valid(key, secret, good + "0")
     assert not csrf.valid(key, secret, "") and not csrf.valid(key, secret, None)

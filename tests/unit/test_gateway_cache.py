@@ -97,9 +97,10 @@ def test_the_cache_key_holds_the_language_the_page_is_answered_in(query, cookie,
 
 # -- a kept page's form tokens, filled per visitor (shared/csrf.py) -------------------------------------
 
-def _kept_form(control: str = "public, s-maxage=1") -> tuple[CIMultiDict, bytes]:
+def _kept_form(control: str = "public, s-maxage=1") -> tuple[CIMultiDict, Stored]:
     headers = CIMultiDict({"Cache-Control": control, csrf.HAS_SLOTS: "1", "Content-Type": "text/html"})
-    return headers, f'<input name="csrf_token" value="{csrf.SLOT}"><i>{csrf.SLOT}</i>'.encode()
+    body = f'<input name="csrf_token" value="{csrf.SLOT}"><i>{csrf.SLOT}</i>'.encode()
+    return CIMultiDict(headers), Stored(time.monotonic() + MAX_SECONDS, 200, headers, body)
 
 
 def test_a_new_visitor_gets_a_secret_cookie_and_its_hmac_in_every_slot_of_a_private_answer():
@@ -110,8 +111,9 @@ def test_a_new_visitor_gets_a_secret_cookie_and_its_hmac_in_every_slot_of_a_priv
     secret = cookie.split(";")[0].split("=", 1)[1]
     assert {"HttpOnly", "SameSite=Lax", "Secure", "Path=/"} <= {p.strip() for p in cookie.split(";")}
     token = csrf.token_for(key, secret)
-    assert filled.count(token.encode()) == 2 and csrf.SLOT.encode() not in filled
+    assert filled == body.body.replace(csrf.SLOT.encode(), token.encode()) and filled.count(token.encode()) == 2
     assert headers["Cache-Control"] == "private, no-cache" and csrf.HAS_SLOTS not in headers
+    assert csrf.SLOT.encode() in body.body and body.headers[csrf.HAS_SLOTS] == "1"  # the kept answer is untouched
 
 
 def test_a_returning_visitor_keeps_its_secret_and_each_visitor_gets_only_its_own_token():
