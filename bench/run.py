@@ -36,6 +36,7 @@ TARGETS = {
     "B1r": "≥ 0.5",
     "B2": "p99 ≤ 250 ms",
     "B3": "≥ 2,000 /s each, p99 ≤ 50 ms",
+    "B3r": "≥ 0.5 (offer page / bare template app)",
     "B4": "≤ 30 s",
     "B4d": "≤ 30 s",
     "B5": "≤ 30 s",
@@ -203,6 +204,19 @@ class Bench:
         return totals
 
     @staticmethod
+    def tree_cpu(root: int) -> float:
+        """CPU seconds (user + system) a process and its descendants have used so far."""
+        from tests.processes import descendants
+
+        tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+        for pid in {root, *descendants(root)}:
+            try:
+                total += sum(int(f) for f in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[11:13]) / tick
+            except OSError:
+                continue
+        return total
+
+    @staticmethod
     def cpu_used(before: dict, after: dict) -> dict[str, float]:
         return {k: round(after[k] - before.get(k, 0), 1) for k in sorted(after, key=lambda k: -after[k] + before.get(k, 0))}
 
@@ -316,14 +330,56 @@ class Bench:
         for target in (100, 1000):
             while len(offers) < target:
                 offers.append(self.offer(seller))
+            cpu_before = self.cpu_by_component()
             home = wrk(self.base + "/", 32, self.args.page_seconds, "get.lua")
+            home["cpu_ms_per_request"] = self.cpu_per_request(cpu_before, home)
             growth[target] = home["p50_ms"]
+        cpu_before = self.cpu_by_component()
         page = wrk(f"{self.base}/offers/{offers[0]['id']}", 32, self.args.page_seconds, "get.lua")
+        page["cpu_ms_per_request"] = self.cpu_per_request(cpu_before, page)
+        bare = self.b3r(offers[0]["id"])
+        ratio = page["rps"] / bare["rps"]
         self.results["B3"] = {"value": f"{round(home['rps'])} / {round(page['rps'])}",
-                              "home": {k: round(home[k], 1) for k in ("rps", "p50_ms", "p99_ms", "errors")},
-                              "offer_page": {k: round(page[k], 1) for k in ("rps", "p50_ms", "p99_ms", "errors")},
+                              "home": {**{k: round(home[k], 1) for k in ("rps", "p50_ms", "p99_ms", "errors")},
+                                       "cpu_ms_per_request": home["cpu_ms_per_request"]},
+                              "offer_page": {**{k: round(page[k], 1) for k in ("rps", "p50_ms", "p99_ms", "errors")},
+                                             "cpu_ms_per_request": page["cpu_ms_per_request"]},
                               "ok": min(home["rps"], page["rps"]) >= 2000 and max(home["p99_ms"], page["p99_ms"]) <= 50}
+        self.results["B3r"] = {"value": round(ratio, 2), "bare_rps": round(bare["rps"]),
+                               "bare_p99_ms": round(bare["p99_ms"], 1),
+                               "bare_cpu_ms_per_request": bare["cpu_ms_per_request"], "ok": ratio >= 0.5}
         self.results.setdefault("B7", {})["home_p50_ms_by_open_offers"] = growth
+
+    def cpu_per_request(self, cpu_before: dict, result: dict) -> dict[str, float]:
+        """The gateway's and catalog's CPU ms per request of a wrk run: what the noise of a shared
+        machine leaves comparable between runs (wrk has exited by now: its own CPU is not read)."""
+        cpu = self.cpu_used(cpu_before, self.cpu_by_component())
+        return {k: round(cpu.get(k, 0) * 1000 / max(result["requests"], 1), 3) for k in ("gateway", "catalog-web")}
+
+    def b3r(self, offer_id: str) -> dict:
+        """B3r's reference, as B1r's: a bare Flask app rendering the offer page's template
+        (bench/bare_page_app.py), same workers, same connections, straight after the offer page."""
+        port = self.port + 8
+        env = {**self.env, "BARE_OFFER_ID": offer_id}
+        bare = subprocess.Popen([sys.executable, "-m", "gunicorn", "--no-control-socket", "-w", str(self.args.web_workers),
+                                 "-k", "gthread", "--threads", "4", "-b", f"127.0.0.1:{port}", "bench.bare_page_app:app"],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                try:
+                    if requests.get(f"http://127.0.0.1:{port}/bare/offer", timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    time.sleep(0.3)
+            cpu_before = self.tree_cpu(bare.pid)
+            result = wrk(f"http://127.0.0.1:{port}/bare/offer", 32, self.args.page_seconds, "get.lua")
+            result["cpu_ms_per_request"] = round((self.tree_cpu(bare.pid) - cpu_before) * 1000
+                                                 / max(result["requests"], 1), 3)
+            return result
+        finally:
+            bare.terminate()
+            bare.wait()
 
     def b4(self):
         self.quiesce()
@@ -531,7 +587,7 @@ def main() -> int:
                         help="replicas per service for `cobuy up --scale` (the production shape)")
     parser.add_argument("--sse-clients", type=int, default=5000, help="B8's crowd on one offer's stream")
     parser.add_argument("--sse-procs", type=int, default=4, help="processes sharing B8's crowd")
-    parser.add_argument("--only", help="comma-separated scenario ids to run, e.g. B1,B3 (B1 brings B1r and B2)")
+    parser.add_argument("--only", help="comma-separated scenario ids to run, e.g. B1,B3 (B1 brings B1r and B2, B3 B3r)")
     args = parser.parse_args()
     args.b1_seconds = 10 if args.quick else 30
     args.b1r_seconds = 8 if args.quick else 15
@@ -548,7 +604,7 @@ def main() -> int:
             bench.b1r()
         if "B8" in only:
             b8(bench)
-        if only & {"B3", "B7"}:
+        if only & {"B3", "B3R", "B7"}:
             bench.b3_b7_pages()
         # B4 seeds 10,000 registered sellers, and every later offer would invite them all: so the
         # closes (B5, B7) and the due offers (B6) come first, each measured on its own.

@@ -13,7 +13,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 from yarl import URL
 
-from shared import languages, config as config_module, identity, logs, metrics
+from shared import csrf, languages, config as config_module, identity, logs, metrics
 from shared.problems import PROBLEM_JSON, Problem
 from shared.http import CORRELATION_HEADER, MAX_BODY, accepted_correlation_id
 
@@ -39,6 +39,8 @@ class Gateway:
         self.session: aiohttp.ClientSession | None = None
         self.keys = KeyCache(ttl_seconds=10.0)
         self.pages = cache.MicroCache()
+        self.form_key = csrf.form_key(config.internal_secret)
+        self.secure_cookies = config.public_url.startswith("https:")
         self._openapi: tuple[float, dict] | None = None
         self.feed = streams.OfferFeed(self.offer_changes)
 
@@ -132,11 +134,12 @@ class Gateway:
 
         try:
             if request.method in ("GET", "HEAD") and not authorization and cache.SELLER_COOKIE not in request.cookies:
+                headers[csrf.EDGE_FILLS] = "1"  # a kept page's form tokens go in here, per visitor
                 language = cache.language_of(request.query.get(languages.QUERY), request.cookies,
                                              request.headers.get("Accept-Language"))
                 stored, hit = await self.pages.fetch((request.method, target, language), load)
                 out = CIMultiDict(stored.headers)  # a copy: a kept answer's headers are shared
-            else:
+            else:  # (a client's own X-Cobuy-* headers never travel: edge.forwardable_headers)
                 stored, hit = await load(), False
                 out = stored.headers  # this request's own, made by public_headers: no copy
         except asyncio.TimeoutError:
@@ -146,7 +149,11 @@ class Gateway:
         out[CORRELATION_HEADER] = correlation
         if hit:
             out["X-Cache"] = "HIT"
-        return web.Response(status=stored.status, body=stored.body, headers=out)
+        body = stored.body
+        if csrf.HAS_SLOTS in out:
+            body = cache.fill_form_tokens(out, stored, request.cookies.get(csrf.COOKIE), self.form_key,
+                                          self.secure_cookies)
+        return web.Response(status=stored.status, body=body, headers=out)
 
     def public_headers(self, upstream_headers) -> CIMultiDict:
         """An upstream answer's headers as a client may see them: no hop-by-hop ones, and no

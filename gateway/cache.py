@@ -8,16 +8,23 @@ without credentials (an API key, a seller's session cookie), `Cache-Control: pub
 §12), so the key holds the language the request will be answered in (`language_of`, the catalog's
 own choice): a public page depends on no other cookie. Concurrent misses for one key wait for a
 single upstream fetch, so a burst on a cold page costs one render.
+
+A page with a form is the same for every visitor but for its CSRF token (shared/csrf.py): the
+gateway asks catalog for it with the token's slots unfilled (`EDGE_FILLS`), may keep that body
+like any other, and puts each visitor's own token into it as it answers (`fill_form_tokens`),
+setting the visitor's CSRF cookie when it has none. Such an answer goes out `private`.
 """
 from __future__ import annotations
 
 import asyncio
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Mapping
 
-from shared import languages
+from multidict import CIMultiDict
+
+from shared import csrf, languages
 
 MAX_SECONDS = 0.5
 MAX_ENTRIES = 2000
@@ -41,6 +48,8 @@ class Stored:
     status: int
     headers: Mapping[str, str]  # a CIMultiDict from the gateway: repeated names kept
     body: bytes
+    # the body cut at its form-token slots, once for all the visitors a kept answer serves
+    pieces: list[bytes] | None = field(default=None, repr=False)
 
 
 def lifetime(status: int, headers) -> float:
@@ -95,3 +104,22 @@ class MicroCache:
                 self._entries.clear()
             self._entries[key] = entry
         return entry, False
+
+
+def fill_form_tokens(headers: CIMultiDict, stored: Stored, cookie_secret: str | None, key: bytes,
+                     secure: bool) -> bytes:
+    """The body with this visitor's CSRF token in each slot (`headers`, a copy for this answer, is
+    changed in place): a new secret, and its cookie, for a visitor without a well-formed one. A body
+    kept for everyone is never sent as it is; an answer that was public becomes private."""
+    headers.popall(csrf.HAS_SLOTS, None)
+    if not csrf.well_formed(cookie_secret):
+        cookie_secret = csrf.new_secret()
+        headers.add("Set-Cookie", csrf.cookie_header(cookie_secret, secure))
+    if "public" in headers.get("Cache-Control", "").lower():
+        headers["Cache-Control"] = "private, no-cache"
+    if stored.pieces is None:  # searching 8 KB for the slot costs ~10 µs; joining the pieces, < 1
+        stored.pieces = stored.body.split(_SLOT)
+    return csrf.token_for(key, cookie_secret).encode().join(stored.pieces)
+
+
+_SLOT = csrf.SLOT.encode()

@@ -9,14 +9,14 @@ from urllib.parse import quote
 import requests
 from flask import Blueprint, abort, current_app, render_template, request
 from flask_babel import gettext as _, lazy_gettext as _l
-from flask_wtf.csrf import CSRFError, generate_csrf
+from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 
-from shared import clock, languages as language_rules, logs
+from shared import clock, csrf as forms_csrf, languages as language_rules, logs
 from shared.money import format_money
 from shared.web import client_address
 
-from . import languages, offers as use_cases
+from . import csrf, languages, offers as use_cases
 
 pages_bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                      static_url_path="/static")
@@ -144,25 +144,31 @@ def _load(offer_id: str) -> dict:
 
 
 OFFER_PAGE_SECONDS = 0.5
-CSRF_SLOT = "\x00csrf\x00"  # no template output can contain it: autoescaping never emits NUL
 _offer_pages: dict[tuple[str, str], tuple[float, str]] = {}
 
 
 @pages_bp.get("/offers/<offer_id>")
 def offer_page(offer_id):
-    """Rendered at most twice a second per offer, without its form token; each visitor's own
-    CSRF token goes into the slot (the page then follows the offer's stream, as the home page does)."""
+    """The same body for every visitor but for the form's token, which goes into its slot.
+    Behind the gateway the gateway fills the slot and keeps the body half a second
+    (gateway/cache.py), so catalog renders it fresh each time the gateway asks. Asked directly
+    (or by a signed-in seller), catalog keeps the body half a second itself and fills the slot.
+    Either way the page then follows the offer's stream, as the home page does."""
+    if csrf.edge_fills():
+        return _render_offer(_load(offer_id)), {"Cache-Control": "public, s-maxage=1"}
     key = (offer_id, languages.current())
     cached = _offer_pages.get(key)
     if cached is None or time.monotonic() - cached[0] >= OFFER_PAGE_SECONDS:
-        offer = _load(offer_id)
-        cached = (time.monotonic(), render_template(
-            "offer.html", offer=offer, chart=price_chart(offer), progress=progress(offer), form={}, errors={},
-            csrf_token=lambda: CSRF_SLOT))
+        cached = (time.monotonic(), _render_offer(_load(offer_id), csrf_token=lambda: Markup(forms_csrf.SLOT)))
         if len(_offer_pages) > 1000:
             _offer_pages.clear()
         _offer_pages[key] = cached
-    return cached[1].replace(CSRF_SLOT, generate_csrf()), {"Cache-Control": "private, no-cache"}
+    return cached[1].replace(forms_csrf.SLOT, csrf.csrf_token()), {"Cache-Control": "private, no-cache"}
+
+
+def _render_offer(offer: dict, **context) -> str:
+    return render_template("offer.html", offer=offer, chart=price_chart(offer), progress=progress(offer),
+                           form={}, errors={}, **context)
 
 
 @pages_bp.post("/offers/<offer_id>/reserve")

@@ -2,7 +2,7 @@
 
 The session is a cookie holding a random token whose hash is a `seller_sessions` row
 (signin.py): HttpOnly, SameSite=Lax, Secure when COBUY_PUBLIC_URL is https, 12 hours, revoked
-server-side on sign-out. Every form carries a CSRF token (Flask-WTF, as the offer page's).
+server-side on sign-out. Every form carries a CSRF token (csrf.py, as the offer page's).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from shared.problems import Problem
 from shared.validation import Email
 from shared.web import client_address
 
-from . import languages, sellers, signin
+from . import csrf, languages, sellers, signin
 from .rules import safe_next
 from .schemas import SellerRegistrationSchema
 
@@ -152,9 +152,12 @@ def use_link():
 
 
 def renew_csrf_secret() -> None:
-    """A new secret for the forms' CSRF tokens (Flask-WTF keeps it in Flask's own cookie) when who
-    is signed in changes: a token read or planted before the sign-in is worthless after it."""
-    browser_session.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
+    """A new secret for the forms' CSRF tokens (the `cobuy_csrf` cookie, csrf.py) when who is signed
+    in changes: a token read or planted before the sign-in is worthless after it. A token from
+    before the cookie (Flask-WTF's, in Flask's own session) goes too."""
+    csrf.renew_secret()
+    if browser_session.get("csrf_token"):
+        browser_session.pop("csrf_token", None)
 
 
 def _refused_link(state: str):

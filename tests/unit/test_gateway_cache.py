@@ -7,7 +7,8 @@ import time
 import pytest
 from multidict import CIMultiDict
 
-from gateway.cache import MAX_SECONDS, MicroCache, Stored, language_of, lifetime
+from gateway.cache import MAX_SECONDS, MicroCache, Stored, fill_form_tokens, language_of, lifetime
+from shared import csrf
 
 
 @pytest.mark.parametrize("status, headers, expected", [
@@ -92,3 +93,45 @@ def test_an_entry_expires():
 def test_the_cache_key_holds_the_language_the_page_is_answered_in(query, cookie, accept_language, expected):
     cookies = {"cobuy_lang": cookie} if cookie else {}
     assert language_of(query, cookies, accept_language) == expected
+
+
+# -- a kept page's form tokens, filled per visitor (shared/csrf.py) -------------------------------------
+
+def _kept_form(control: str = "public, s-maxage=1") -> tuple[CIMultiDict, Stored]:
+    headers = CIMultiDict({"Cache-Control": control, csrf.HAS_SLOTS: "1", "Content-Type": "text/html"})
+    body = f'<input name="csrf_token" value="{csrf.SLOT}"><i>{csrf.SLOT}</i>'.encode()
+    return CIMultiDict(headers), Stored(time.monotonic() + MAX_SECONDS, 200, headers, body)
+
+
+def test_a_new_visitor_gets_a_secret_cookie_and_its_hmac_in_every_slot_of_a_private_answer():
+    key = csrf.form_key("internal")
+    headers, body = _kept_form()
+    filled = fill_form_tokens(headers, body, None, key, secure=True)
+    [cookie] = headers.getall("Set-Cookie")
+    secret = cookie.split(";")[0].split("=", 1)[1]
+    assert {"HttpOnly", "SameSite=Lax", "Secure", "Path=/"} <= {p.strip() for p in cookie.split(";")}
+    token = csrf.token_for(key, secret)
+    assert filled == body.body.replace(csrf.SLOT.encode(), token.encode()) and filled.count(token.encode()) == 2
+    assert headers["Cache-Control"] == "private, no-cache" and csrf.HAS_SLOTS not in headers
+    assert csrf.SLOT.encode() in body.body and body.headers[csrf.HAS_SLOTS] == "1"  # the kept answer is untouched
+
+
+def test_a_returning_visitor_keeps_its_secret_and_each_visitor_gets_only_its_own_token():
+    key = csrf.form_key("internal")
+    mine, theirs = csrf.new_secret(), csrf.new_secret()
+    headers, body = _kept_form()
+    filled = fill_form_tokens(headers, body, mine, key, secure=False)
+    assert "Set-Cookie" not in headers
+    assert csrf.token_for(key, mine).encode() in filled and csrf.token_for(key, theirs).encode() not in filled
+    other_headers, _ = _kept_form()
+    assert csrf.token_for(key, theirs).encode() in fill_form_tokens(other_headers, body, theirs, key, secure=False)
+    for planted in ("", "x" * 32, mine.upper(), mine + "0", "; Path=/"):  # not a secret we give: a new one
+        headers, _ = _kept_form()
+        fill_form_tokens(headers, body, planted, key, secure=False)
+        assert headers.getall("Set-Cookie")[0].startswith(f"{csrf.COOKIE}=")
+
+
+def test_a_page_that_says_no_store_keeps_saying_it():
+    headers, body = _kept_form("no-store")
+    fill_form_tokens(headers, body, None, csrf.form_key("k"), secure=False)
+    assert headers["Cache-Control"] == "no-store"
