@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from shared.db import UTCDateTime
 
 
-revision = '0007_hcounts'
+revision = '0007'
 down_revision = '0006'
 branch_labels = None
 depends_on = None
