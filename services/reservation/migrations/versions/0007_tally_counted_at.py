@@ -1,6 +1,6 @@
 """the tally's last count instant: recounts of one offer are coalesced to a few a second
 
-Revision ID: 0007_hcounts
+Revision ID: 0007
 Revises: 0006
 """
 from alembic import op
