@@ -17,7 +17,6 @@ import smtplib
 import socket
 import threading
 import time
-from email.policy import compat32
 from datetime import timedelta
 
 from sqlalchemy import Connection, func, select, update
@@ -28,13 +27,12 @@ from shared.config import SmtpSettings
 from shared.db import db_now, is_postgres
 
 from . import metrics, transport
-from .rendering import Renderer
+from .rendering import WIRE, Renderer  # noqa: F401 (WIRE: what tests read mails back with)
 from .tables import batches, deliveries
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
-WIRE = compat32.clone(linesep="\r\n")  # smtplib sends bytes as they are: lines must end in CRLF
 
 
 class TemporaryFailure(Exception):
@@ -130,9 +128,8 @@ class Sender:
 
     def _render(self, row: dict) -> bytes:
         try:
-            message = self.renderer.render(row["template"], row["context"], row["recipient"],
-                                           row["recipient_name"], json.loads(row["extra"]), row["message_id"])
-            return message.as_bytes(policy=WIRE)
+            return self.renderer.render_wire(row["template"], row["context"], row["recipient"],
+                                             row["recipient_name"], json.loads(row["extra"]), row["message_id"])
         except Exception as exc:  # the same row renders the same way next time: never retry it
             raise PermanentFailure(f"cannot render: {type(exc).__name__}: {exc}") from None
 
