@@ -130,7 +130,8 @@ class Sender:
     def _render(self, row: dict) -> bytes:
         try:
             return self.renderer.render_wire(row["template"], row["context"], row["recipient"],
-                                             row["recipient_name"], json.loads(row["extra"]), row["message_id"])
+                                             row["recipient_name"], json.loads(row["extra"]), row["message_id"],
+                                             batch=row["batch_id"])
         except Exception as exc:  # the same row renders the same way next time: never retry it
             raise PermanentFailure(f"cannot render: {type(exc).__name__}: {exc}") from None
 

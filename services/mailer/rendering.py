@@ -28,8 +28,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from babel.support import NullTranslations, Translations
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, meta, select_autoescape
+from markupsafe import Markup, escape
 
 from shared import clock, languages
 from shared.money import format_money
@@ -89,6 +89,8 @@ class Renderer:
             loaders.insert(0, FileSystemLoader(str(template_dir)))
         self.loader = ChoiceLoader(loaders)
         self.envs = {lang: self._environments(lang) for lang in languages.LANGUAGES}
+        self._shared: dict[tuple[str, str, str], _Shared | None] = {}  # (template, batch, language)
+        self._variables: dict[tuple[str, str], frozenset[str]] = {}
 
     def _environments(self, lang: str) -> tuple[Environment, Environment]:
         """(text, html) for one language: its words, money and instants."""
@@ -143,18 +145,90 @@ class Renderer:
         return message
 
     def render_wire(self, template: str, context: dict, recipient: str, recipient_name: str, extra: dict,
-                    message_id: str) -> bytes:
+                    message_id: str, batch: str | None = None) -> bytes:
         """The mail as SMTP carries it (CRLF lines): the very bytes `render(...).as_bytes(policy=WIRE)`
         gives, but written directly. The email package's generator and its header folding cost two
         thirds of a mail's CPU; a text + HTML pair needs neither (tests/unit/test_mail_rendering.py
-        compares the two byte for byte). The holder's mail with its attachment takes the long way."""
+        compares the two byte for byte). The holder's mail with its attachment takes the long way.
+
+        `batch`: the id of the batch whose `context` this is (the same for all its recipients). Then
+        the templates are rendered once per batch and language, not once per recipient, when all a
+        recipient changes in them is the name (see `_shared_parts`)."""
         if template == "concluded_holder":
             return self.render(template, context, recipient, recipient_name, extra, message_id).as_bytes(policy=WIRE)
-        subject, body, html = self._parts(template, context, recipient, recipient_name, extra)
+        shared = self._shared_parts(template, context, extra, batch) if batch is not None else None
+        if shared is not None:
+            subject, body, html = shared.fill(recipient_name)
+        else:
+            subject, body, html = self._parts(template, context, recipient, recipient_name, extra)
         return wire_alternative(
             [("Subject", _header(subject)), ("From", self.from_header), ("To", _address(recipient_name, recipient)),
              ("Message-ID", _header(message_id)), ("Date", format_datetime(clock.now()))],
             body, html, _boundary())
+
+    def _shared_parts(self, template: str, context: dict, extra: dict, batch: str) -> "_Shared | None":
+        """The batch's mail in one language with a stand-in for the name, or None when the templates
+        read anything else of the recipient (an address, a link of their own: `extra`), or do anything
+        to the name but write it (wrap it, test it): checked once per batch and language by rendering
+        with three stand-ins (long with a space, short, empty) and requiring the same output but for
+        the name, written as is in the text and escaped in the HTML."""
+        lang = languages.supported(extra.get("lang")) or languages.DEFAULT
+        key = (template, batch, lang)
+        found = self._shared.get(key, _MISSING)
+        if found is not _MISSING:
+            return found
+        shared = None
+        if not (self._reads(template, lang) & ({"recipient", "cancel_url", "verify_url"} | (extra.keys() - {"lang"}))):
+            renders = [self._parts(template, context, "stand-in@invalid", name, {"lang": lang}) for name in _STAND_INS]
+            first = renders[0]
+            if all(_fill(first, _STAND_INS[0], name) == other for name, other in zip(_STAND_INS[1:], renders[1:])):
+                shared = _Shared(first)
+        if len(self._shared) >= 512:
+            self._shared.clear()
+        self._shared[key] = shared
+        return shared
+
+    def _reads(self, template: str, lang: str) -> frozenset[str]:
+        """Every variable the template's text and HTML (and what they extend or include) read."""
+        if (template, lang) not in self._variables:
+            names: set[str] = set()
+            for env, name in zip(self.envs[lang], (f"{template}.txt", f"{template}.html")):
+                todo, seen = [name], set()
+                while todo:
+                    current = todo.pop()
+                    if current in seen:
+                        continue
+                    seen.add(current)
+                    tree = env.parse(env.loader.get_source(env, current)[0])
+                    names |= meta.find_undeclared_variables(tree)
+                    for referenced in meta.find_referenced_templates(tree):
+                        if referenced is None:  # a name computed at render time: anything may be read
+                            names.add("recipient")
+                        else:
+                            todo.append(referenced)
+            self._variables[(template, lang)] = frozenset(names)
+        return self._variables[(template, lang)]
+
+
+_MISSING = object()
+# Names cannot hold NUL (planning.one_line makes every name printable), so these never collide with one.
+_STAND_INS = ("\0<&" + "a" * 48 + " " + "b" * 48 + "\0", "\0<&n\0", "")
+
+
+def _fill(parts: tuple[str, str, str], stand_in: str, name: str) -> tuple[str, str, str]:
+    subject, text, html = parts
+    return (subject.replace(stand_in, name), text.replace(stand_in, name),
+            html.replace(str(escape(stand_in)), str(escape(name))))
+
+
+class _Shared:
+    """A batch's (subject, text, html) rendered once, with the long stand-in where the name goes."""
+
+    def __init__(self, parts: tuple[str, str, str]):
+        self.parts = parts
+
+    def fill(self, name: str) -> tuple[str, str, str]:
+        return _fill(self.parts, _STAND_INS[0], name)
 
 
 WIRE = compat32.clone(linesep="\r\n")  # smtplib sends bytes as they are: lines must end in CRLF

@@ -161,3 +161,36 @@ def test_the_holders_mail_with_its_attachment_still_goes_on_the_wire():
                                 {"lang": "en"}, "<m@x>")
     parsed = email.message_from_bytes(wire, policy=email.policy.default)
     assert next(parsed.iter_attachments()).get_filename() == "purchasers.csv"
+
+
+@pytest.mark.parametrize("template", sorted(set(MAILS) - {"concluded_holder"}))
+def test_a_batch_rendered_once_gives_each_recipient_the_bytes_of_their_own_rendering(template, monkeypatch):
+    monkeypatch.setattr(rendering, "_boundary", lambda: "===============42==")
+    monkeypatch.setattr(rendering, "format_datetime", lambda _: "Thu, 26 Nov 2026 17:47:08 +0000")
+    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example")
+    for lang in ("en", "ja"):
+        for name in NAMES + ["<b>Eve & co</b>", "%(name)s", "Ann\u00a0Lee"]:
+            args = (template, {"offer_id": "o1", **MAILS[template]}, f"r-{len(name)}@example.jp", name,
+                    {"reservation_id": f"r{len(name)}", "cancel_token": "t", "lang": lang}, "<m1@cobuy.example>")
+            assert renderer.render_wire(*args, batch="b1") == renderer.render_wire(*args), (lang, name)
+    # rendered once, not per recipient, unless it has links of the recipient's own
+    assert (renderer._shared[(template, "b1", "en")] is None) == (template == "reservation_accepted")
+
+
+def test_a_template_that_reads_more_of_the_recipient_than_the_name_is_rendered_per_recipient(tmp_path, monkeypatch):
+    monkeypatch.setattr(rendering, "_boundary", lambda: "===============42==")
+    monkeypatch.setattr(rendering, "format_datetime", lambda _: "Thu, 26 Nov 2026 17:47:08 +0000")
+    (tmp_path / "wrapped.txt").write_text("Subject: Hi\n\n{{ ('Dear ' ~ recipient_name ~ ', ' ~ 'words ' * 12) | wrap }}\n")
+    (tmp_path / "wrapped.html").write_text("<p>{{ recipient_name }}</p>")
+    (tmp_path / "tested.txt").write_text("Subject: Hi\n\n{% if recipient_name %}Hello {{ recipient_name }}{% endif %}\n")
+    (tmp_path / "tested.html").write_text("<p>{{ recipient_name }}</p>")
+    (tmp_path / "linked.txt").write_text("Subject: Hi {{ recipient_name }}\n\n{{ cancel_url }}\n")
+    (tmp_path / "linked.html").write_text("<p>{{ recipient_name }}</p>")
+    (tmp_path / "raw.txt").write_text("Subject: Hi\n\nHello {{ recipient_name }}\n")
+    (tmp_path / "raw.html").write_text("<p>{{ recipient_name | safe }}</p>")
+    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
+    for template in ("wrapped", "tested", "linked", "raw"):
+        for name in ("Mary Ann Long-Surname " * 4, "", "<i>x</i>"):
+            args = (template, {"offer_id": "o1"}, "a@x.io", name, {"reservation_id": "r1", "cancel_token": "t"}, "<m>")
+            assert renderer.render_wire(*args, batch="b") == renderer.render_wire(*args), (template, name)
+        assert renderer._shared[(template, "b", "en")] is None, template
