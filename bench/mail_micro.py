@@ -58,7 +58,7 @@ def cpu() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mails", type=int, default=2000)
-    parser.add_argument("--kind", choices=["price_drop", "invitation"], default="price_drop")
+    parser.add_argument("--kind", choices=["price_drop", "invitation", "confirmation"], default="price_drop")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--profile")
     args = parser.parse_args()
@@ -95,6 +95,17 @@ def main() -> int:
         t0, c0 = time.monotonic(), cpu()
         if args.kind == "price_drop":
             assert pd.PriceDrops("cobuy.example").expand_one(sessions)
+        elif args.kind == "confirmation":  # one batch per mail, as B1's reservations make them
+            from types import SimpleNamespace
+            with sessions.begin() as s:
+                for i in range(args.mails):
+                    plan(s, SimpleNamespace(id=str(uuid.uuid4()), correlation_id=None), "reservation_accepted",
+                         {"offer_id": offer, "title": "Chair", "currency": "usd", "unit_price": 10000,
+                          "minimum_reservations": 3, "closes_at": "2030-01-01T00:00:00+00:00",
+                          "holder_name": "Holder"},
+                         [(f"p{i}@bench.example", f"Purchaser {i}",
+                           {"reservation_id": str(uuid.uuid4()), "cancel_token": "t" * 43, "lang": "en"})],
+                         "cobuy.example")
         else:
             from types import SimpleNamespace
             with sessions.begin() as s:
