@@ -250,8 +250,15 @@ def _wire_header(name: str, value: str | Header) -> str:
 
 
 def _qp(content: str) -> str:
-    """The body as MIMEText(content, subtype, utf-8 with quoted-printable) holds it, in CRLF lines."""
-    return _CRLF.sub("\r\n", quoprimime.body_encode(content.encode("utf-8").decode("latin-1")))
+    """The body as MIMEText(content, subtype, utf-8 with quoted-printable) holds it, in CRLF lines.
+    Quoted-printable encodes each line on its own, so each line is encoded once: the lines a batch's
+    recipients share (all but the greeting) cost nothing from the second recipient on."""
+    return "\r\n".join(map(_qp_line, _CRLF.split(content.encode("utf-8").decode("latin-1"))))
+
+
+@lru_cache(maxsize=8192)
+def _qp_line(line: str) -> str:
+    return quoprimime.body_encode(line, eol="\r\n") if line else ""
 
 
 _CRLF = re.compile(r"\r\n|\r|\n")

@@ -194,3 +194,14 @@ def test_a_template_that_reads_more_of_the_recipient_than_the_name_is_rendered_p
             args = (template, {"offer_id": "o1"}, "a@x.io", name, {"reservation_id": "r1", "cancel_token": "t"}, "<m>")
             assert renderer.render_wire(*args, batch="b") == renderer.render_wire(*args), (template, name)
         assert renderer._shared[(template, "b", "en")] is None, template
+
+
+@pytest.mark.parametrize("body", ["", "a", "a\n", "\n\n\n", "a\r\nb", "a\rb\r", "y" * 200, "=" * 100 + "\n",
+                                  "x " * 60 + "\n\nééé …\u2028 z\t\n", "trailing  \nq", "Ünal\u0085next\n"])
+def test_bodies_encoded_line_by_line_are_what_the_email_package_encodes(body):
+    import re
+
+    from email import quoprimime
+
+    whole = quoprimime.body_encode(body.encode("utf-8").decode("latin-1"))
+    assert rendering._qp(body) == re.sub(r"\r\n|\r|\n", "\r\n", whole)
