@@ -190,7 +190,6 @@ class Sender:
         and start the next (`start`: `claimed` → `sending`) in one statement, one commit: so a thread
         never has two mails `sending`, and each mail costs one round trip, not two. Each row is fenced
         by the claim's token on its own: (recorded, started)."""
-        d = deliveries.c
         outcome = done[1] if done else None
         statement = self._statement(is_postgres(connection), outcome, start is not None)
         params: dict = {"token": (done[0] if done else start)["claim_token"]}
