@@ -236,6 +236,13 @@ class Bench:
         finally:
             engine.dispose()
 
+    def mail_cpu(self, before: dict, mails: int) -> dict:
+        """What a fan-out cost: CPU seconds of the mailer, the sink and PostgreSQL since `before`, and
+        the mailer's milliseconds per mail (the figure to compare on a machine others share)."""
+        used = self.cpu_used(before, self.cpu_by_component())
+        cpu = {k: used.get(k, 0.0) for k in ("mailer-worker", "bench (smtp sink)", "postgresql")}
+        return {"cpu_s": cpu, "mailer_ms_per_mail": round(1000 * cpu["mailer-worker"] / max(mails, 1), 2)}
+
     # -- the scenarios ---------------------------------------------------------------------------
 
     def b1_b2(self):
@@ -396,6 +403,7 @@ class Bench:
                       [{**r, "at": registered} for r in rows])
         engine.dispose()
         title = f"B4 {self.tag}"
+        cpu_before = self.cpu_by_component()
         offer = self.offer(holder, title=title, invite_at=iso(4), closes_at=iso(3600))
         due = datetime.fromisoformat(offer["invite_at"]).timestamp()
         expected = self.args.sellers  # + the other bench sellers
@@ -406,6 +414,7 @@ class Bench:
         last = max(a[0] for a in arrivals) if arrivals else float("nan")
         self.results["B4"] = {"value": round(last - due, 1), "mails": len(arrivals), "seeded_sellers": expected,
                               "mails_per_s": round(len(arrivals) / max(last - due, 0.001)),
+                              **self.mail_cpu(cpu_before, len(arrivals)),
                               "ok": len(arrivals) >= expected and last - due <= 30}
 
     def b4d(self):
@@ -439,6 +448,7 @@ class Bench:
                              {"o": offer["id"]}).scalar() >= expected:
                     break
             time.sleep(0.2)
+        cpu_before = self.cpu_by_component()
         r = self.http.post(f"{self.base}/api/v1/offers/{offer['id']}/counter-offers",
                            json={"unit_price": 9000, "minimum_reservations": 1},
                            headers={"Authorization": f"Bearer {rival['api_key']}"})
@@ -458,6 +468,7 @@ class Bench:
         value = round(last - due.timestamp(), 1) if due is not None else float("nan")
         self.results["B4d"] = {"value": value, "mails": len(arrivals), "distinct_recipients": len(recipients),
                                "purchasers": expected, "mails_per_s": round(len(arrivals) / max(value, 0.001)),
+                               **self.mail_cpu(cpu_before, len(arrivals)),
                                "ok": len(arrivals) == len(recipients) == expected and value <= 30}
 
     def b5(self, reservations: int, key: str = "B5"):
@@ -472,6 +483,7 @@ class Bench:
                       [{"id": str(uuid.uuid4()), "o": offer["id"], "n": f"P{i}", "e": f"p{i}-{key}-{self.tag}@bench.example"}
                        for i in range(reservations)])
         engine.dispose()
+        cpu_before = self.cpu_by_component()
         due = datetime.fromisoformat(offer["closes_at"]).timestamp()
         deadline = due + 180
         while time.time() < deadline and len(self.mail.matching(f"Concluded: {title}")) < reservations:
@@ -481,6 +493,7 @@ class Bench:
         arrivals = self.mail.matching(title)
         last = max(a[0] for a in arrivals) if arrivals else float("nan")
         return {"value": round(last - due, 1), "mails": len(arrivals), "seeded_reservations": reservations,
+                **self.mail_cpu(cpu_before, len(arrivals)),
                 "ok": len(arrivals) >= reservations + 1 and last - due <= 30}
 
     def b6(self):

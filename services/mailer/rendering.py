@@ -10,21 +10,26 @@ by `make install`); money and instants are written the language's way.
 """
 from __future__ import annotations
 
+import random
+import re
+import sys
 import textwrap
 import unicodedata
 from datetime import datetime
+from email import quoprimime
 from email.charset import QP, Charset
 from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from email.policy import compat32
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 from pathlib import Path
 
 from babel.support import NullTranslations, Translations
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, meta, select_autoescape
+from markupsafe import Markup, escape
 
 from shared import clock, languages
 from shared.money import format_money
@@ -84,6 +89,8 @@ class Renderer:
             loaders.insert(0, FileSystemLoader(str(template_dir)))
         self.loader = ChoiceLoader(loaders)
         self.envs = {lang: self._environments(lang) for lang in languages.LANGUAGES}
+        self._shared: dict[tuple[str, str, str], _Shared | None] = {}  # (template, batch, language)
+        self._variables: dict[tuple[str, str], frozenset[str]] = {}
 
     def _environments(self, lang: str) -> tuple[Environment, Environment]:
         """(text, html) for one language: its words, money and instants."""
@@ -99,8 +106,9 @@ class Renderer:
             env.filters["wrap"] = (lambda text: text) if lang == "ja" else _wrap  # Japanese breaks anywhere
         return text_env, html_env
 
-    def render(self, template: str, context: dict, recipient: str, recipient_name: str, extra: dict,
-               message_id: str) -> Message:
+    def _parts(self, template: str, context: dict, recipient: str, recipient_name: str,
+               extra: dict) -> tuple[str, str, str]:
+        """(subject, text body, html body) of one mail."""
         lang = languages.supported(extra.get("lang")) or languages.DEFAULT
         text_env, html_env = self.envs[lang]
         values = {**context, **extra, "lang": lang, "recipient": recipient, "recipient_name": recipient_name,
@@ -117,6 +125,11 @@ class Renderer:
         if not head.startswith("Subject:"):
             raise ValueError(f"{template}.txt must start with a Subject: line")
         html = html_env.get_template(f"{template}.html").render(values)
+        return head[len("Subject:"):].strip(), body, html
+
+    def render(self, template: str, context: dict, recipient: str, recipient_name: str, extra: dict,
+               message_id: str) -> Message:
+        subject, body, html = self._parts(template, context, recipient, recipient_name, extra)
         # The compat32 MIME classes: a quarter of the CPU of EmailMessage's header registry, which
         # matters at 10,000 mails. They do not refuse CR/LF in a header, so _header does.
         message = MIMEMultipart("alternative", _subparts=[_text(body, "plain"), _text(html, "html")])
@@ -124,12 +137,142 @@ class Renderer:
             attachment = _text(purchasers_csv(context["purchasers"]), "csv")
             attachment.add_header("Content-Disposition", "attachment", filename="purchasers.csv")
             message = MIMEMultipart("mixed", _subparts=[message, attachment])
-        message["Subject"] = _header(head[len("Subject:"):].strip())
+        message["Subject"] = _header(subject)
         message["From"] = self.from_header
         message["To"] = _address(recipient_name, recipient)
         message["Message-ID"] = _header(message_id)
         message["Date"] = format_datetime(clock.now())
         return message
+
+    def render_wire(self, template: str, context: dict, recipient: str, recipient_name: str, extra: dict,
+                    message_id: str, batch: str | None = None) -> bytes:
+        """The mail as SMTP carries it (CRLF lines): the very bytes `render(...).as_bytes(policy=WIRE)`
+        gives, but written directly. The email package's generator and its header folding cost two
+        thirds of a mail's CPU; a text + HTML pair needs neither (tests/unit/test_mail_rendering.py
+        compares the two byte for byte). The holder's mail with its attachment takes the long way.
+
+        `batch`: the id of the batch whose `context` this is (the same for all its recipients). Then
+        the templates are rendered once per batch and language, not once per recipient, when all a
+        recipient changes in them is the name (see `_shared_parts`)."""
+        if template == "concluded_holder":
+            return self.render(template, context, recipient, recipient_name, extra, message_id).as_bytes(policy=WIRE)
+        shared = self._shared_parts(template, context, extra, batch) if batch is not None else None
+        if shared is not None:
+            subject, body, html = shared.fill(recipient_name)
+        else:
+            subject, body, html = self._parts(template, context, recipient, recipient_name, extra)
+        return wire_alternative(
+            [("Subject", _header(subject)), ("From", self.from_header), ("To", _address(recipient_name, recipient)),
+             ("Message-ID", _header(message_id)), ("Date", format_datetime(clock.now()))],
+            body, html, _boundary())
+
+    def _shared_parts(self, template: str, context: dict, extra: dict, batch: str) -> "_Shared | None":
+        """The batch's mail in one language with a stand-in for the name, or None when the templates
+        read anything else of the recipient (an address, a link of their own: `extra`), or do anything
+        to the name but write it (wrap it, test it): checked once per batch and language by rendering
+        with three stand-ins (long with a space, short, empty) and requiring the same output but for
+        the name, written as is in the text and escaped in the HTML."""
+        lang = languages.supported(extra.get("lang")) or languages.DEFAULT
+        key = (template, batch, lang)
+        found = self._shared.get(key, _MISSING)
+        if found is not _MISSING:
+            return found
+        shared = None
+        if not (self._reads(template, lang) & ({"recipient", "cancel_url", "verify_url"} | (extra.keys() - {"lang"}))):
+            renders = [self._parts(template, context, "stand-in@invalid", name, {"lang": lang}) for name in _STAND_INS]
+            first = renders[0]
+            if all(_fill(first, _STAND_INS[0], name) == other for name, other in zip(_STAND_INS[1:], renders[1:])):
+                shared = _Shared(first)
+        if len(self._shared) >= 512:
+            self._shared.clear()
+        self._shared[key] = shared
+        return shared
+
+    def _reads(self, template: str, lang: str) -> frozenset[str]:
+        """Every variable the template's text and HTML (and what they extend or include) read."""
+        if (template, lang) not in self._variables:
+            names: set[str] = set()
+            for env, name in zip(self.envs[lang], (f"{template}.txt", f"{template}.html")):
+                todo, seen = [name], set()
+                while todo:
+                    current = todo.pop()
+                    if current in seen:
+                        continue
+                    seen.add(current)
+                    tree = env.parse(env.loader.get_source(env, current)[0])
+                    names |= meta.find_undeclared_variables(tree)
+                    for referenced in meta.find_referenced_templates(tree):
+                        if referenced is None:  # a name computed at render time: anything may be read
+                            names.add("recipient")
+                        else:
+                            todo.append(referenced)
+            self._variables[(template, lang)] = frozenset(names)
+        return self._variables[(template, lang)]
+
+
+_MISSING = object()
+# Names cannot hold NUL (planning.one_line makes every name printable), so these never collide with one.
+_STAND_INS = ("\0<&" + "a" * 48 + " " + "b" * 48 + "\0", "\0<&n\0", "")
+
+
+def _fill(parts: tuple[str, str, str], stand_in: str, name: str) -> tuple[str, str, str]:
+    subject, text, html = parts
+    return (subject.replace(stand_in, name), text.replace(stand_in, name),
+            html.replace(str(escape(stand_in)), str(escape(name))))
+
+
+class _Shared:
+    """A batch's (subject, text, html) rendered once, with the long stand-in where the name goes."""
+
+    def __init__(self, parts: tuple[str, str, str]):
+        self.parts = parts
+
+    def fill(self, name: str) -> tuple[str, str, str]:
+        return _fill(self.parts, _STAND_INS[0], name)
+
+
+WIRE = compat32.clone(linesep="\r\n")  # smtplib sends bytes as they are: lines must end in CRLF
+_PART = ('Content-Type: text/{}; charset="utf-8"\r\nMIME-Version: 1.0\r\n'
+         "Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+
+
+def _boundary() -> str:
+    """As the email package makes them; a quoted-printable body never holds "==", so never this."""
+    return "=" * 15 + str(random.randrange(sys.maxsize)) + "=="
+
+
+def _wire_header(name: str, value: str | Header) -> str:
+    """One header as compat32 folds it: a short ASCII line is itself; anything else is folded by it."""
+    if isinstance(value, str) and value.isascii() and len(name) + 2 + len(value) <= 78 \
+            and value == value.strip() and "  " not in value and "\t" not in value:
+        return f"{name}: {value}\r\n"
+    return WIRE.fold(name, value)
+
+
+def _qp(content: str) -> str:
+    """The body as MIMEText(content, subtype, utf-8 with quoted-printable) holds it, in CRLF lines.
+    Quoted-printable encodes each line on its own, so each line is encoded once: the lines a batch's
+    recipients share (all but the greeting) cost nothing from the second recipient on."""
+    return "\r\n".join(map(_qp_line, _CRLF.split(content.encode("utf-8").decode("latin-1"))))
+
+
+@lru_cache(maxsize=8192)
+def _qp_line(line: str) -> str:
+    return quoprimime.body_encode(line, eol="\r\n") if line else ""
+
+
+_CRLF = re.compile(r"\r\n|\r|\n")
+
+
+def wire_alternative(headers: list[tuple[str, str | Header]], text: str, html: str, boundary: str) -> bytes:
+    """multipart/alternative of a text and an HTML part, each UTF-8 quoted-printable, with `headers`
+    after the multipart's own: what MIMEMultipart + as_bytes(policy=WIRE) writes."""
+    out = [WIRE.fold("Content-Type", f'multipart/alternative; boundary="{boundary}"'), "MIME-Version: 1.0\r\n"]
+    out += [_wire_header(name, value) for name, value in headers]
+    for subtype, content in (("plain", text), ("html", html)):
+        out += ["\r\n--", boundary, "\r\n", _PART.format(subtype), _qp(content)]
+    out += ["\r\n--", boundary, "--\r\n"]
+    return "".join(out).encode("ascii")
 
 
 _UTF8 = Charset("utf-8")

@@ -339,3 +339,72 @@ def test_a_stale_sender_that_finishes_before_anyone_took_its_mail_over_records_i
     finally:
         connection.close()
     assert _states(mailer) == Counter({"sent": 1}) and sender.claim() == []
+
+
+def test_each_mail_costs_one_state_change_and_a_lost_claim_fences_only_its_own_row(mailer, mailbox, caplog):
+    """Recording a mail `sent` and starting the next is one UPDATE (one commit), and a thread never has
+    two mails `sending`; each row of that UPDATE is fenced by the token on its own."""
+    from sqlalchemy import event as sa_event
+
+    caplog.set_level(logging.INFO, logger="services.mailer.delivery")
+    tag = uuid.uuid4().hex[:6]
+    with mailer.sessions.begin() as session:
+        session.execute(sellers.insert(), [{"id": f"s{i}", "name": f"S{i}", "email": f"one{i}-{tag}@x.io",
+                                            "registered_at": clock.now()} for i in range(4)])
+    _plan(mailer, Envelope("OfferInvited", {"offer_id": "o1", "title": "Chair", "currency": "eur", "holder_id": "x",
+                                            "holder_name": "H", "unit_price": 100, "minimum_reservations": 1,
+                                            "min_decrement": 1, "reservation_count": 0, "invite_at": "2030-04-01T12:00:00+00:00",
+                                            "closes_at": "2030-05-01T12:00:00+00:00"}, "auction"))
+    # a lease long enough that a loaded machine never makes the thread give the rest of its claim back
+    sender = Sender(mailer.sessions, Renderer("cobuy <no-reply@cobuy.example>", PUBLIC),
+                    ("127.0.0.1", mailbox.sink.port), concurrency=2, lease_seconds=120)
+    updates, sending_at_once = [], []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("UPDATE DELIVERIES"):
+            updates.append(statement)
+            with mailer.engine.connect() as c:
+                sending_at_once.append(c.execute(select(func.count()).select_from(deliveries)
+                                                 .where(deliveries.c.state == "sending")).scalar_one())
+
+    rows = sender.claim()
+    assert len(rows) == 4
+    sa_event.listen(mailer.engine, "after_cursor_execute", seen)
+    try:
+        sender.deliver(rows, None)
+    finally:
+        sa_event.remove(mailer.engine, "after_cursor_execute", seen)
+    assert len(updates) == 5  # start the first; four times: record one and start the next (or nothing)
+    assert max(sending_at_once) == 1
+    assert _states(mailer) == Counter({"sent": 4})
+    for i in range(4):
+        assert len(mailbox.wait(1, to=f"one{i}-{tag}@x.io")) == 1
+
+    # A stale sender's combined write changes neither row it no longer holds; the fresh holder's does.
+    _plan(mailer, Envelope("OfferInvited", {"offer_id": "o2", "title": "Table", "currency": "eur", "holder_id": "x",
+                                            "holder_name": "H", "unit_price": 100, "minimum_reservations": 1,
+                                            "min_decrement": 1, "reservation_count": 0, "invite_at": "2030-04-01T12:00:00+00:00",
+                                            "closes_at": "2030-05-01T12:00:00+00:00"}, "auction"))
+    stale, fresh = sender._connection(), sender._connection()
+    try:
+        first, second, *_ = sender.claim()
+        assert sender._start(stale, first)
+        _expire_leases(mailer)
+        assert sender.reclaim_abandoned() == 4
+        taken = {r["id"]: r for r in sender.claim()}  # another sender takes all four over
+        assert sender._step(stale, (first, "sent", None), second) == (False, False)
+        with mailer.sessions() as session:
+            states = dict(session.execute(select(deliveries.c.id, deliveries.c.state)
+                                          .where(deliveries.c.id.in_([first["id"], second["id"]]))).all())
+        assert states == {first["id"]: "claimed", second["id"]: "claimed"}
+        assert "lost its claim" in caplog.text
+        assert sender._step(fresh, None, taken[first["id"]]) == (False, True)
+        assert sender._step(fresh, (taken[first["id"]], "sent", None), taken[second["id"]]) == (True, True)
+        with mailer.sessions() as session:
+            row = session.execute(select(deliveries).where(deliveries.c.id == first["id"])).one()
+            nxt = session.execute(select(deliveries).where(deliveries.c.id == second["id"])).one()
+        assert (row.state, row.attempts, row.last_error) == ("sent", 2, None) and row.sent_at is not None
+        assert (nxt.state, nxt.attempts, nxt.sent_at) == ("sending", 1, None)
+    finally:
+        stale.close()
+        fresh.close()

@@ -47,6 +47,11 @@ def test_the_holder_gets_the_purchasers_as_a_csv_attachment():
 def test_a_line_break_in_a_header_value_is_refused(field):
     with pytest.raises(ValueError, match="line break"):
         _render(**{field: "Eve\r\nBcc: victim@example.org"})
+    values = {"name": "Zoë", "recipient": "zoe@example.org", field: "Eve\r\nBcc: victim@example.org"}
+    with pytest.raises(ValueError, match="line break"):  # the wire form the sender sends refuses it too
+        Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example").render_wire(
+            "reservation_accepted", OFFER, values["recipient"], values["name"],
+            {"reservation_id": "r1", "cancel_token": "tok"}, "<m1@cobuy.example>")
 
 
 CLOSED = {"final_count": 2, "closed_at": "2030-05-01T12:00:01+00:00", "outcome": "concluded",
@@ -119,3 +124,84 @@ def test_the_price_drop_mail_names_the_new_condition_and_the_price_it_beat():
     assert "€39.90" in str(message["Subject"])
     assert "Unit price:   €39.90 (it was €42.00)" in text and "Seller:       Rival AG" in text
     assert "Minimum:      4 reservations" in text and "Rival AG" in html
+
+
+# -- the wire form, written directly, is the email package's byte for byte --------------------------
+
+from email.generator import Generator  # noqa: E402
+
+from services.mailer import rendering  # noqa: E402
+from tests.unit.test_translations import MAILS  # noqa: E402
+
+NAMES = ["Ann", "Zoë Ünal", "佐藤花子", "O'Brien, \"Bob\"", "a  b\tc", " Lead", "x" * 100, "Dr. " + "Long " * 14,
+         "José María de la Santísima Trinidad Fernández", "=?utf-8?q?x?=", ""]
+TITLES = ["Chair", "Garden chair with a very long title that goes on and on past the folding width of headers",
+          "電動自転車", "tab\there", "semi; colon, comma"]
+
+
+@pytest.mark.parametrize("template", sorted(set(MAILS) - {"concluded_holder"}))
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_the_wire_form_is_byte_for_byte_what_the_email_package_writes(template, lang, monkeypatch):
+    monkeypatch.setattr(Generator, "_make_boundary", classmethod(lambda cls, text=None: "===============42=="))
+    monkeypatch.setattr(rendering, "_boundary", lambda: "===============42==")
+    monkeypatch.setattr(rendering, "format_datetime", lambda _: "Thu, 26 Nov 2026 17:47:08 +0000")
+    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example")
+    for name in NAMES:
+        for title in TITLES:
+            for recipient, message_id in (("hanako@example.jp", "<m1@cobuy.example>"),
+                                          (f"{'y' * 60}@example.jp", f"<{'f' * 32}@cobuy.example>")):
+                args = (template, {"offer_id": "o1", **MAILS[template], "title": title}, recipient, name,
+                        {"reservation_id": "r1", "cancel_token": "ab12", "lang": lang}, message_id)
+                assert renderer.render_wire(*args) == renderer.render(*args).as_bytes(policy=WIRE), (name, title)
+
+
+def test_the_holders_mail_with_its_attachment_still_goes_on_the_wire():
+    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example")
+    wire = renderer.render_wire("concluded_holder", {"offer_id": "o1", **MAILS["concluded_holder"]}, "a@x.io", "Ann",
+                                {"lang": "en"}, "<m@x>")
+    parsed = email.message_from_bytes(wire, policy=email.policy.default)
+    assert next(parsed.iter_attachments()).get_filename() == "purchasers.csv"
+
+
+@pytest.mark.parametrize("template", sorted(set(MAILS) - {"concluded_holder"}))
+def test_a_batch_rendered_once_gives_each_recipient_the_bytes_of_their_own_rendering(template, monkeypatch):
+    monkeypatch.setattr(rendering, "_boundary", lambda: "===============42==")
+    monkeypatch.setattr(rendering, "format_datetime", lambda _: "Thu, 26 Nov 2026 17:47:08 +0000")
+    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example")
+    for lang in ("en", "ja"):
+        for name in NAMES + ["<b>Eve & co</b>", "%(name)s", "Ann\u00a0Lee"]:
+            args = (template, {"offer_id": "o1", **MAILS[template]}, f"r-{len(name)}@example.jp", name,
+                    {"reservation_id": f"r{len(name)}", "cancel_token": "t", "lang": lang}, "<m1@cobuy.example>")
+            assert renderer.render_wire(*args, batch="b1") == renderer.render_wire(*args), (lang, name)
+    # rendered once, not per recipient, unless it has links of the recipient's own
+    assert (renderer._shared[(template, "b1", "en")] is None) == (template == "reservation_accepted")
+
+
+def test_a_template_that_reads_more_of_the_recipient_than_the_name_is_rendered_per_recipient(tmp_path, monkeypatch):
+    monkeypatch.setattr(rendering, "_boundary", lambda: "===============42==")
+    monkeypatch.setattr(rendering, "format_datetime", lambda _: "Thu, 26 Nov 2026 17:47:08 +0000")
+    (tmp_path / "wrapped.txt").write_text("Subject: Hi\n\n{{ ('Dear ' ~ recipient_name ~ ', ' ~ 'words ' * 12) | wrap }}\n")
+    (tmp_path / "wrapped.html").write_text("<p>{{ recipient_name }}</p>")
+    (tmp_path / "tested.txt").write_text("Subject: Hi\n\n{% if recipient_name %}Hello {{ recipient_name }}{% endif %}\n")
+    (tmp_path / "tested.html").write_text("<p>{{ recipient_name }}</p>")
+    (tmp_path / "linked.txt").write_text("Subject: Hi {{ recipient_name }}\n\n{{ cancel_url }}\n")
+    (tmp_path / "linked.html").write_text("<p>{{ recipient_name }}</p>")
+    (tmp_path / "raw.txt").write_text("Subject: Hi\n\nHello {{ recipient_name }}\n")
+    (tmp_path / "raw.html").write_text("<p>{{ recipient_name | safe }}</p>")
+    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
+    for template in ("wrapped", "tested", "linked", "raw"):
+        for name in ("Mary Ann Long-Surname " * 4, "", "<i>x</i>"):
+            args = (template, {"offer_id": "o1"}, "a@x.io", name, {"reservation_id": "r1", "cancel_token": "t"}, "<m>")
+            assert renderer.render_wire(*args, batch="b") == renderer.render_wire(*args), (template, name)
+        assert renderer._shared[(template, "b", "en")] is None, template
+
+
+@pytest.mark.parametrize("body", ["", "a", "a\n", "\n\n\n", "a\r\nb", "a\rb\r", "y" * 200, "=" * 100 + "\n",
+                                  "x " * 60 + "\n\nééé …\u2028 z\t\n", "trailing  \nq", "Ünal\u0085next\n"])
+def test_bodies_encoded_line_by_line_are_what_the_email_package_encodes(body):
+    import re
+
+    from email import quoprimime
+
+    whole = quoprimime.body_encode(body.encode("utf-8").decode("latin-1"))
+    assert rendering._qp(body) == re.sub(r"\r\n|\r|\n", "\r\n", whole)
