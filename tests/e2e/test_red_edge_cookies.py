@@ -1,0 +1,70 @@
+"""Red-team probes of the gateway's kept pages (gateway/cache.py) against cookie headers the gateway
+(aiohttp) and catalog (werkzeug) read differently: a repeated cookie name, or the cookies split over
+two `Cookie` headers. The gateway keys a kept page by the language it believes the request is in,
+and fills the form token of the cookie it believes the browser holds: both must be catalog's view."""
+from __future__ import annotations
+
+import re
+import time
+
+import requests
+
+from tests.support import unique_email
+
+TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+LANG = re.compile(r'<html lang="([a-z]+)"')
+
+
+def test_a_repeated_language_cookie_never_poisons_a_kept_page_for_other_visitors(cobuy):
+    offer = cobuy.create_offer(cobuy.register_seller())
+    path = cobuy.url(f"/offers/{offer['id']}")
+    for poison in ("cobuy_lang=ja; cobuy_lang=en", "cobuy_lang=en; cobuy_lang=ja"):
+        for _ in range(3):
+            time.sleep(0.6)  # the kept page (0.5 s) is gone: the hostile request renders it
+            hostile = requests.get(path, headers={"Cookie": poison, "Accept-Language": "en"}, timeout=30)
+            plain = requests.get(path, headers={"Accept-Language": "en"}, timeout=30)
+            assert hostile.status_code == plain.status_code == 200
+            assert LANG.search(plain.text).group(1) == "en", (poison, plain.headers.get("X-Cache"))
+            japanese = requests.get(path, headers={"Accept-Language": "ja"}, timeout=30)
+            assert LANG.search(japanese.text).group(1) == "ja", (poison, japanese.headers.get("X-Cache"))
+
+
+def test_a_language_cookie_in_a_second_cookie_header_never_poisons_a_kept_page(cobuy):
+    offer = cobuy.create_offer(cobuy.register_seller())
+    path = cobuy.url(f"/offers/{offer['id']}")
+    for _ in range(3):
+        time.sleep(0.6)
+        # two Cookie header lines, as a hostile client may send them
+        raw = _raw_get(path, [("Cookie", "cobuy_lang=ja"), ("Cookie", "x=1"), ("Accept-Language", "en")])
+        assert raw.startswith(b"HTTP/1.1 200"), raw[:200]
+        for lang in ("en", "ja"):
+            page = requests.get(path, headers={"Accept-Language": lang}, timeout=30)
+            assert LANG.search(page.text).group(1) == lang, (lang, page.headers.get("X-Cache"))
+
+
+def test_a_browser_with_two_csrf_cookies_gets_the_token_catalog_checks(cobuy):
+    """Two `cobuy_csrf` cookies (one left by a sibling subdomain or an older path): the token the page
+    carries must be the one catalog will check, else the visitor can never reserve."""
+    offer = cobuy.create_offer(cobuy.register_seller())
+    path = f"/offers/{offer['id']}"
+    cookie = f"cobuy_csrf={'a' * 32}; cobuy_csrf={'b' * 32}"
+    page = requests.get(cobuy.url(path), headers={"Cookie": cookie}, timeout=30)
+    assert page.status_code == 200
+    token = TOKEN.search(page.text).group(1)
+    taken = requests.post(cobuy.url(f"{path}/reserve"), headers={"Cookie": cookie}, timeout=30,
+                          data={"csrf_token": token, "name": "Twice", "email": unique_email()})
+    assert taken.status_code == 200 and "You have reserved" in taken.text, taken.text[:300]
+
+
+def _raw_get(url: str, headers: list[tuple[str, str]]) -> bytes:
+    import socket
+    from urllib.parse import urlsplit
+    parts = urlsplit(url)
+    lines = [f"GET {parts.path} HTTP/1.1", f"Host: {parts.netloc}", "Connection: close",
+             *(f"{k}: {v}" for k, v in headers), "", ""]
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as s:
+        s.sendall("\r\n".join(lines).encode())
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
