@@ -42,6 +42,18 @@ def test_a_language_cookie_in_a_second_cookie_header_never_poisons_a_kept_page(c
             assert LANG.search(page.text).group(1) == lang, (lang, page.headers.get("X-Cache"))
 
 
+def test_a_second_accept_language_header_never_poisons_a_kept_page(cobuy):
+    offer = cobuy.create_offer(cobuy.register_seller())
+    path = cobuy.url(f"/offers/{offer['id']}")
+    for _ in range(3):
+        time.sleep(0.6)
+        raw = _raw_get(path, [("Accept-Language", "en;q=0.1"), ("Accept-Language", "ja;q=0.5")])
+        assert raw.startswith(b"HTTP/1.1 200"), raw[:200]
+        for lang in ("en", "ja"):
+            page = requests.get(path, headers={"Accept-Language": lang}, timeout=30)
+            assert LANG.search(page.text).group(1) == lang, (lang, page.headers.get("X-Cache"))
+
+
 def test_a_browser_with_two_csrf_cookies_gets_the_token_catalog_checks(cobuy):
     """Two `cobuy_csrf` cookies (one left by a sibling subdomain or an older path): the token the page
     carries must be the one catalog will check, else the visitor can never reserve."""
