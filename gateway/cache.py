@@ -51,7 +51,10 @@ def page_cookies(headers) -> Mapping[str, str] | None:
     another's key, or be given the token of a cookie catalog does not check."""
     if any(len(headers.getall(name, ())) > 1 for name in _ONCE):
         return None
-    cookies = parse_cookie(headers.get("Cookie", ""))
+    try:  # the header's bytes, as catalog's WSGI server hands them to werkzeug (latin-1 text)
+        cookies = parse_cookie(headers.get("Cookie", "").encode("utf-8", "surrogateescape").decode("latin-1"))
+    except ValueError:  # a value werkzeug cannot decode: catalog answers it alone
+        return None
     if any(len(cookies.getlist(name)) > 1 for name in PAGE_COOKIES):
         return None
     return cookies
