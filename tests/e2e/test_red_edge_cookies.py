@@ -80,3 +80,29 @@ def _raw_get(url: str, headers: list[tuple[str, str]]) -> bytes:
         while chunk := s.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def test_a_planted_csrf_cookie_and_its_token_never_pass_a_signed_in_sellers_form(cobuy, mailbox):
+    """Cookie tossing (a sibling subdomain, or a plain-http answer, sets `cobuy_csrf` for the site):
+    the attacker plants a secret whose token they read from any page with that cookie. Signing in
+    renews the browser's own secret, but the planted cookie (older, or on a longer path) is sent
+    first, and catalog reads the first: the seller's forms must still refuse the planted pair."""
+    from tests.e2e.test_seller_web_security import signed_in
+    holder = cobuy.register_seller(name="Tossed")
+    web = signed_in(cobuy, mailbox, holder)
+    planted = "c" * 32
+    offer = cobuy.create_offer(cobuy.register_seller())
+    seen = requests.get(cobuy.url(f"/offers/{offer['id']}"), headers={"Cookie": f"cobuy_csrf={planted}"}, timeout=30)
+    planted_token = TOKEN.search(seen.text).group(1)
+    own = web.cookies["cobuy_csrf"]
+    session = web.cookies["cobuy_seller"]
+    for cookie in (f"cobuy_csrf={planted}; cobuy_csrf={own}; cobuy_seller={session}",
+                   f"cobuy_csrf={planted}; cobuy_seller={session}"):
+        forged = requests.post(cobuy.url("/dashboard/key"), headers={"Cookie": cookie}, timeout=30,
+                               data={"csrf_token": planted_token}, allow_redirects=False)
+        assert forged.status_code == 400, (cookie, forged.status_code)
+    assert cobuy.get("/api/v1/sellers/me", headers=cobuy.auth(holder)).status_code == 200  # the key did not rotate
+    # the seller's own form still works
+    page = web.get(cobuy.url("/dashboard"), timeout=30)
+    assert web.post(cobuy.url("/sellers/sign-out"), data={"csrf_token": TOKEN.search(page.text).group(1)},
+                    timeout=30, allow_redirects=False).status_code == 303
