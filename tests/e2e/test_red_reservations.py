@@ -63,3 +63,36 @@ def test_strange_reservation_bodies_are_the_documented_4xx_never_a_500(cobuy):
         if reply.status_code >= 400:
             problem = reply.json()
             assert problem["status"] == reply.status_code and problem.get("code"), (body[:80], problem)
+
+
+def test_reservations_racing_the_close_cut_count_exactly_what_was_accepted(cobuy):
+    """Eight clients reserve without pause across closes_at: every 201 is a reservation the holder
+    lists and the closed offer counts, and nothing else is."""
+    from tests.support import instant
+    holder = cobuy.register_seller()
+    offer = cobuy.create_offer(holder, closes_at=instant(2.0), invite_at=instant(1))
+    deadline = time.time() + 4.0
+
+    def client(_):
+        accepted, refused = [], 0
+        while time.time() < deadline:
+            reply = cobuy.reserve(offer["id"], unique_email("racer"))
+            if reply.status_code == 201:
+                accepted.append(reply.json()["id"])
+            else:
+                assert reply.status_code in (409, 429), (reply.status_code, reply.text[:200])
+                refused += reply.status_code == 409
+        return accepted, refused
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(client, range(8)))
+    accepted = {i for ids, _ in results for i in ids}
+    assert accepted and sum(r for _, r in results) > 0  # the race did cross the cut
+    listed = cobuy.get(f"/api/v1/offers/{offer['id']}/reservations?per_page=100", headers=cobuy.auth(holder))
+    assert listed.status_code == 200, listed.text[:300]
+    items = listed.json()["items"]
+    assert listed.json().get("total", len(items)) == len(accepted)
+    cobuy.wait_offer(offer["id"], lambda o: o["status"] == "closed" and o["reservation_count"] == len(accepted),
+                     timeout=15, what=f"closed with {len(accepted)}")
+    time.sleep(1.5)
+    assert cobuy.offer(offer["id"])["reservation_count"] == len(accepted)
