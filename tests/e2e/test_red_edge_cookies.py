@@ -106,3 +106,36 @@ def test_a_planted_csrf_cookie_and_its_token_never_pass_a_signed_in_sellers_form
     page = web.get(cobuy.url("/dashboard"), timeout=30)
     assert web.post(cobuy.url("/sellers/sign-out"), data={"csrf_token": TOKEN.search(page.text).group(1)},
                     timeout=30, allow_redirects=False).status_code == 303
+
+
+def test_concurrent_first_visits_head_and_odd_csrf_cookies_each_get_their_own_token(cobuy):
+    from concurrent.futures import ThreadPoolExecutor
+    offer = cobuy.create_offer(cobuy.register_seller())
+    path = cobuy.url(f"/offers/{offer['id']}")
+    time.sleep(0.6)
+
+    def first_visit(i):
+        headers = {"Accept-Language": "ja" if i % 2 else "en"}
+        if i % 3 == 0:
+            headers["Cookie"] = "cobuy_csrf=" + ["x" * 5000, "A" * 32, "%00" * 11, "", "d" * 31][i % 5]
+        browser = requests.Session()
+        page = browser.get(path, headers=headers, timeout=30)
+        return browser, page
+
+    with ThreadPoolExecutor(12) as pool:
+        visits = list(pool.map(first_visit, range(12)))
+    tokens = []
+    for browser, page in visits:
+        assert page.status_code == 200 and "\x00" not in page.text
+        assert page.headers["Cache-Control"] == "private, no-cache"
+        secret = page.cookies.get("cobuy_csrf")
+        assert secret and len(secret) == 32, page.headers.get("Set-Cookie")
+        tokens.append(TOKEN.search(page.text).group(1))
+        taken = requests.post(cobuy.url(f"/offers/{offer['id']}/reserve"), cookies={"cobuy_csrf": secret},
+                              data={"csrf_token": tokens[-1], "name": "First", "email": unique_email()}, timeout=30)
+        assert taken.status_code == 200 and "You have reserved" in taken.text
+    assert len(set(tokens)) == len(tokens)
+    head = requests.head(path, timeout=30)
+    assert head.status_code == 200 and head.headers.get("Cache-Control") != "public, s-maxage=1"
+    get = requests.get(path, timeout=30)
+    assert get.status_code == 200 and TOKEN.search(get.text)
