@@ -51,8 +51,11 @@ def page_cookies(headers) -> Mapping[str, str] | None:
     another's key, or be given the token of a cookie catalog does not check."""
     if any(len(headers.getall(name, ())) > 1 for name in _ONCE):
         return None
+    header = headers.get("Cookie")
+    if not header:
+        return {}
     try:  # the header's bytes, as catalog's WSGI server hands them to werkzeug (latin-1 text)
-        cookies = parse_cookie(headers.get("Cookie", "").encode("utf-8", "surrogateescape").decode("latin-1"))
+        cookies = parse_cookie(header.encode("utf-8", "surrogateescape").decode("latin-1"))
     except ValueError:  # a value werkzeug cannot decode: catalog answers it alone
         return None
     if any(len(cookies.getlist(name)) > 1 for name in PAGE_COOKIES):
