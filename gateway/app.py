@@ -133,9 +133,10 @@ class Gateway:
                                     upstream.status, self.public_headers(upstream.headers), payload)
 
         try:
-            if request.method in ("GET", "HEAD") and not authorization and cache.SELLER_COOKIE not in request.cookies:
+            cookies = cache.page_cookies(request.headers) if request.method in ("GET", "HEAD") else None
+            if cookies is not None and not authorization and cache.SELLER_COOKIE not in cookies:
                 headers[csrf.EDGE_FILLS] = "1"  # a kept page's form tokens go in here, per visitor
-                language = cache.language_of(request.query.get(languages.QUERY), request.cookies,
+                language = cache.language_of(request.query.get(languages.QUERY), cookies,
                                              request.headers.get("Accept-Language"))
                 stored, hit = await self.pages.fetch((request.method, target, language), load)
                 out = CIMultiDict(stored.headers)  # a copy: a kept answer's headers are shared
@@ -151,7 +152,7 @@ class Gateway:
             out["X-Cache"] = "HIT"
         body = stored.body
         if csrf.HAS_SLOTS in out:
-            body = cache.fill_form_tokens(out, stored, request.cookies.get(csrf.COOKIE), self.form_key,
+            body = cache.fill_form_tokens(out, stored, cookies.get(csrf.COOKIE), self.form_key,
                                           self.secure_cookies)
         return web.Response(status=stored.status, body=body, headers=out)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Mapping
 
 from multidict import CIMultiDict
+from werkzeug.http import parse_cookie
 
 from shared import csrf, languages
 
@@ -37,9 +38,37 @@ def language_of(query: str | None, cookies, accept_language: str | None) -> str:
     return languages.negotiate(query, cookies.get(languages.COOKIE), accept_language)
 
 
+# Headers catalog reads joined when repeated (gunicorn joins them with a comma) and the gateway reads
+# the first of: a request repeating one is never answered from, nor into, the shared cache.
+_ONCE = ("Cookie", "Accept-Language")
+
+
+def page_cookies(headers) -> Mapping[str, str] | None:
+    """The request's cookies as catalog will read them, or None when the gateway cannot be sure of
+    catalog's reading (a repeated `Cookie` or `Accept-Language` header, a page cookie named twice):
+    such a request goes to catalog as a private one, catalog choosing its language and filling its
+    token itself. Otherwise a hostile client could have a page rendered in one language kept under
+    another's key, or be given the token of a cookie catalog does not check."""
+    if any(len(headers.getall(name, ())) > 1 for name in _ONCE):
+        return None
+    header = headers.get("Cookie")
+    if not header:
+        return {}
+    try:  # the header's bytes, as catalog's WSGI server hands them to werkzeug (latin-1 text)
+        cookies = parse_cookie(header.encode("utf-8", "surrogateescape").decode("latin-1"))
+    except ValueError:  # a value werkzeug cannot decode: catalog answers it alone
+        return None
+    if any(len(cookies.getlist(name)) > 1 for name in PAGE_COOKIES):
+        return None
+    return cookies
+
+
 # catalog's seller session (services/catalog/seller_pages.COOKIE): a request carrying it is one
 # seller's, as one with an API key is, and never shares the cache either way.
 SELLER_COOKIE = "cobuy_seller"
+# Cookies whose value shapes a page (its language, its form token, whose it is): the gateway reads
+# them as catalog (werkzeug: the first of a repeated name) does, or does not share the page at all.
+PAGE_COOKIES = (languages.COOKIE, csrf.COOKIE, SELLER_COOKIE)
 
 
 @dataclass

@@ -42,15 +42,20 @@ def well_formed(secret: str | None) -> bool:
     return bool(secret) and _SECRET.fullmatch(secret) is not None
 
 
-def token_for(key: bytes, secret: str) -> str:
-    return hmac.digest(key, secret.encode(), "sha256").hex()  # one-shot, in C: HMAC-SHA256
+def token_for(key: bytes, secret: str, session: str = "") -> str:
+    """The token of a secret; for a signed-in seller, bound to the seller's session cookie too
+    (`session`), so a secret planted in the browser (cookie tossing from a sibling host) and the
+    token its planter read elsewhere never pass a seller's form. Anonymous visitors' tokens (the
+    ones the gateway fills) are bound to no session."""
+    message = f"{secret}|{session}" if session else secret
+    return hmac.digest(key, message.encode(), "sha256").hex()  # one-shot, in C: HMAC-SHA256
 
 
-def valid(key: bytes, secret: str | None, token: str | None) -> bool:
-    """The token is the HMAC of this browser's cookie secret."""
+def valid(key: bytes, secret: str | None, token: str | None, session: str = "") -> bool:
+    """The token is the HMAC of this browser's cookie secret (and seller session, if any)."""
     if not token or not well_formed(secret):
         return False
-    return hmac.compare_digest(token_for(key, secret).encode(), token.encode("utf-8", "replace"))
+    return hmac.compare_digest(token_for(key, secret, session).encode(), token.encode("utf-8", "replace"))
 
 
 def cookie_header(secret: str, secure: bool) -> str:

@@ -38,7 +38,7 @@ class Protection:
             return
         token = request.form.get(forms_csrf.FIELD) or next(
             (request.headers[h] for h in forms_csrf.HEADERS if request.headers.get(h)), None)
-        if forms_csrf.valid(self.key, request.cookies.get(forms_csrf.COOKIE), token):
+        if forms_csrf.valid(self.key, request.cookies.get(forms_csrf.COOKIE), token, _session()):
             return
         if _legacy_valid(token):
             return
@@ -52,7 +52,7 @@ class Protection:
             if not forms_csrf.well_formed(secret):
                 secret, g.csrf_new = forms_csrf.new_secret(), True
             g.csrf_secret = secret
-        return forms_csrf.token_for(self.key, g.csrf_secret)
+        return forms_csrf.token_for(self.key, g.csrf_secret, _session())
 
     def renew(self) -> None:
         """A new secret for this browser (sign-in, sign-out): tokens it had before are worthless."""
@@ -64,6 +64,15 @@ class Protection:
         if g.get("csrf_slots"):
             response.headers[forms_csrf.HAS_SLOTS] = "1"
         return response
+
+
+SELLER_COOKIE = "cobuy_seller"  # seller_pages.COOKIE (imported here it would be circular)
+
+
+def _session() -> str:
+    """The seller session cookie a token is bound to ("" for an anonymous visitor). Signing in and
+    out renew the secret in the same answer, so the next page carries a token for the new pair."""
+    return request.cookies.get(SELLER_COOKIE) or ""
 
 
 def _legacy_valid(token: str | None) -> bool:
