@@ -6,13 +6,16 @@ anything else is refused with Flask-WTF's CSRFError (pages.csrf_failed words it)
 A page asks for its token with `{{ csrf_token() }}`. Behind the gateway, on a public GET, the
 gateway fills the token in itself (gateway/cache.py keeps the body for every visitor): the page
 then carries the slot and says so, and catalog neither reads nor sets the cookie.
+
+Tokens of the previous release (Flask-WTF's, their secret in Flask's session cookie) are not taken:
+a page left open over the upgrade is told its form has expired once and is shown again with a new
+token. Taking them would let a planted session cookie skip the seller binding (red team, 2026-11-26).
 """
 from __future__ import annotations
 
 from flask import Flask, Response, current_app, g, request
-from flask_wtf.csrf import CSRFError, validate_csrf
+from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
-from wtforms import ValidationError
 
 from shared import csrf as forms_csrf
 
@@ -39,8 +42,6 @@ class Protection:
         token = request.form.get(forms_csrf.FIELD) or next(
             (request.headers[h] for h in forms_csrf.HEADERS if request.headers.get(h)), None)
         if forms_csrf.valid(self.key, request.cookies.get(forms_csrf.COOKIE), token, _session()):
-            return
-        if _legacy_valid(token):
             return
         raise CSRFError("The CSRF token is missing or does not match the browser's cookie.")
 
@@ -73,18 +74,6 @@ def _session() -> str:
     """The seller session cookie a token is bound to ("" for an anonymous visitor). Signing in and
     out renew the secret in the same answer, so the next page carries a token for the new pair."""
     return request.cookies.get(SELLER_COOKIE) or ""
-
-
-def _legacy_valid(token: str | None) -> bool:
-    """A form rendered before this release carries Flask-WTF's token, its secret in Flask's session
-    cookie: still taken, so a page left open over the upgrade submits. (Signing in or out pops it.)"""
-    if not token or not request.cookies.get(current_app.config.get("SESSION_COOKIE_NAME", "session")):
-        return False
-    try:
-        validate_csrf(token)
-    except ValidationError:
-        return False
-    return True
 
 
 def edge_fills() -> bool:
