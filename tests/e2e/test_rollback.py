@@ -65,8 +65,22 @@ def previous_code(tmp_path):
     folder = tmp_path / f"previous-{commit[:10]}"
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(folder, filter="data")
+    _compile_catalogs(folder)
     print(f"previous release: {commit}")
     return folder
+
+
+def _compile_catalogs(folder: Path) -> None:
+    """A release is built with its pages' and mails' catalogs compiled (the Dockerfile's `pybabel
+    compile`, `make install`); git keeps only the .po files."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    for po in folder.glob("services/*/translations/*/LC_MESSAGES/messages.po"):
+        with po.open("rb") as source:
+            catalog = read_po(source)
+        with po.with_suffix(".mo").open("wb") as target:
+            write_mo(target, catalog)
 
 
 @pytest.fixture
