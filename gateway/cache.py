@@ -63,9 +63,9 @@ def page_cookies(headers) -> Mapping[str, str] | None:
     return cookies
 
 
-# catalog's seller session (services/catalog/seller_pages.COOKIE): a request carrying it is one
-# seller's, as one with an API key is, and never shares the cache either way.
-SELLER_COOKIE = "cobuy_seller"
+# catalog's seller session: a request carrying it is one seller's, as one with an API key is, and
+# never shares the cache either way.
+SELLER_COOKIE = csrf.SELLER_SESSION_COOKIE
 # Cookies whose value shapes a page (its language, its form token, whose it is): the gateway reads
 # them as catalog (werkzeug: the first of a repeated name) does, or does not share the page at all.
 PAGE_COOKIES = (languages.COOKIE, csrf.COOKIE, SELLER_COOKIE)

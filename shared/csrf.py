@@ -18,6 +18,9 @@ import re
 import secrets
 
 COOKIE = "cobuy_csrf"
+# A signed-in seller's session cookie (catalog's seller pages set it): a seller's token is bound to
+# its value, and the gateway never shares a page asked for with it.
+SELLER_SESSION_COOKIE = "cobuy_seller"
 FIELD = "csrf_token"
 HEADERS = ("X-CSRFToken", "X-CSRF-Token")
 # Where a page's token goes when the gateway fills it in: no template output contains it (a user's

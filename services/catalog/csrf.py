@@ -67,13 +67,10 @@ class Protection:
         return response
 
 
-SELLER_COOKIE = "cobuy_seller"  # seller_pages.COOKIE (imported here it would be circular)
-
-
 def _session() -> str:
     """The seller session cookie a token is bound to ("" for an anonymous visitor). Signing in and
     out renew the secret in the same answer, so the next page carries a token for the new pair."""
-    return request.cookies.get(SELLER_COOKIE) or ""
+    return request.cookies.get(forms_csrf.SELLER_SESSION_COOKIE) or ""
 
 
 def edge_fills() -> bool:

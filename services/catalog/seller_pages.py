@@ -15,6 +15,7 @@ from flask import session as browser_session
 from flask_babel import lazy_gettext as _l
 from marshmallow import ValidationError
 
+from shared import csrf as forms_csrf
 from shared.problems import Problem
 from shared.validation import Email
 from shared.web import client_address
@@ -25,7 +26,7 @@ from .schemas import SellerRegistrationSchema
 
 log = logging.getLogger(__name__)
 seller_pages_bp = Blueprint("seller_pages", __name__, template_folder="templates")
-COOKIE = "cobuy_seller"
+COOKIE = forms_csrf.SELLER_SESSION_COOKIE
 NO_STORE = {"Cache-Control": "private, no-store"}
 
 
