@@ -176,18 +176,11 @@ class Sender:
         return (deliveries.c.id.in_([r["id"] for r in rows]), deliveries.c.claim_token == rows[0]["claim_token"],
                 deliveries.c.state.in_(states))
 
-    def _start(self, connection: Connection, row: dict) -> bool:
-        """`claimed` → `sending`, committed before SMTP: from here the mail is in the ambiguous
-        window, and its lease counts from now. False when the claim was lost (the lease ran out)."""
-        return self._step(connection, None, row)[1]
-
-    def _record(self, connection: Connection, row: dict, state: str, error: str | None = None) -> None:
-        self._step(connection, (row, state, error), None)
-
     def _step(self, connection: Connection, done: tuple[dict, str, str | None] | None,
               start: dict | None) -> tuple[bool, bool]:
         """Record the outcome of the mail just sent (`done`: row, `sent` | `failed` | `pending`, error)
-        and start the next (`start`: `claimed` → `sending`) in one statement, one commit: so a thread
+        and start the next (`start`: `claimed` → `sending`, committed before SMTP: from then on it is in
+        the ambiguous window, and its lease counts from then) in one statement, one commit: so a thread
         never has two mails `sending`, and each mail costs one round trip, not two. Each row is fenced
         by the claim's token on its own: (recorded, started)."""
         outcome = done[1] if done else None

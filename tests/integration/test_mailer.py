@@ -304,20 +304,20 @@ def test_a_stale_senders_writes_after_its_claim_was_taken_over_change_nothing(ma
     stale, fresh = sender._connection(), sender._connection()
     try:
         [old] = sender.claim()
-        assert sender._start(stale, old)
+        assert sender._step(stale, None, old)[1]
         _expire_leases(mailer)  # the stale sender stalls past its lease ...
         assert sender.reclaim_abandoned() == 1
         [new] = sender.claim()  # ... and another takes the mail over
-        assert sender._start(fresh, new)
-        sender._record(stale, old, "sent")
-        sender._record(stale, old, "pending", "451 too late")
+        assert sender._step(fresh, None, new)[1]
+        sender._step(stale, (old, "sent", None), None)
+        sender._step(stale, (old, "pending", "451 too late"), None)
         sender._release(stale, [old])
-        assert not sender._start(stale, old)
+        assert not sender._step(stale, None, old)[1]
         with mailer.sessions() as session:
             row = session.execute(select(deliveries)).one()
         assert row.state == "sending" and row.sent_at is None and "451" not in row.last_error
         assert "lost its claim" in caplog.text
-        sender._record(fresh, new, "sent")
+        sender._step(fresh, (new, "sent", None), None)
         with mailer.sessions() as session:
             assert session.execute(select(deliveries.c.state)).scalar_one() == "sent"
     finally:
@@ -332,10 +332,10 @@ def test_a_stale_sender_that_finishes_before_anyone_took_its_mail_over_records_i
     connection = sender._connection()
     try:
         [row] = sender.claim()
-        assert sender._start(connection, row)
+        assert sender._step(connection, None, row)[1]
         _expire_leases(mailer)
         assert sender.reclaim_abandoned() == 1  # back to pending, not claimed by anyone yet
-        sender._record(connection, row, "sent")
+        sender._step(connection, (row, "sent", None), None)
     finally:
         connection.close()
     assert _states(mailer) == Counter({"sent": 1}) and sender.claim() == []
@@ -388,7 +388,7 @@ def test_each_mail_costs_one_state_change_and_a_lost_claim_fences_only_its_own_r
     stale, fresh = sender._connection(), sender._connection()
     try:
         first, second, *_ = sender.claim()
-        assert sender._start(stale, first)
+        assert sender._step(stale, None, first)[1]
         _expire_leases(mailer)
         assert sender.reclaim_abandoned() == 4
         taken = {r["id"]: r for r in sender.claim()}  # another sender takes all four over
