@@ -34,6 +34,12 @@ def cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all processes, the kernel's softirqs too)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float | None:
     return round(values[int(q * (len(values) - 1))], 3) if values else None
 
@@ -55,14 +61,14 @@ async def measure(args) -> dict:
         str(args.clients), "--procs", str(args.procs), "--path", "/api/v1/offers/hot/stream",
         "--seconds", str(args.changes * streams.POLL_SECONDS + 3), stdout=asyncio.subprocess.PIPE)
     opened = json.loads(await crowd.stdout.readline())
-    before = cpu()
+    before, machine_before = cpu(), machine_busy()
     changed: dict[int, float] = {}
     for count in range(1, args.changes + 1):
         catalog.change("hot", reservation_count=count)
         changed[count] = time.time()
         await asyncio.sleep(streams.POLL_SECONDS)
     await asyncio.sleep(1.5)
-    spent = cpu() - before
+    spent, machine = cpu() - before, machine_busy() - machine_before
     seen = json.loads((await crowd.stdout.read()).splitlines()[-1])
     await crowd.wait()
     receipts = [(count, t) for events in seen["seen"] for count, t in events if count >= 1]
@@ -71,6 +77,7 @@ async def measure(args) -> dict:
     await upstream.cleanup()
     return {"clients": args.clients, "open": opened["open"], "changes": args.changes, "events": len(receipts),
             "gateway_cpu_s": round(spent, 2), "gateway_cpu_us_per_event": round(spent / max(1, len(receipts)) * 1e6, 1),
+            "machine_cpu_s": round(machine, 2), "machine_cpu_us_per_event": round(machine / max(1, len(receipts)) * 1e6, 1),
             "change_to_client_p50_s": percentile(delays, 0.5), "change_to_client_p99_s": percentile(delays, 0.99),
             "clients_with_final_count": sum(1 for events in seen["seen"] if events and events[-1][0] == args.changes),
             "crowd_cpu_s": round(sum(p["cpu_s"] for p in seen["procs"]), 2),

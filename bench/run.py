@@ -7,6 +7,7 @@ service's tables) are marked in the table: they set the scene, the measured step
 from __future__ import annotations
 
 import argparse
+import bisect
 import hashlib
 import json
 import os
@@ -42,7 +43,7 @@ TARGETS = {
     "B5": "≤ 30 s",
     "B6": "p99 ≤ 1 s",
     "B7": "no worse than linear",
-    "B8": "p99 ≤ 1 s to every client, B1 ≥ 80 % of alone",
+    "B8": "p99 ≤ 1 s to every client, B1 ≥ 80 % of alone just before",
 }
 
 
@@ -526,6 +527,24 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(values[int(q * (len(values) - 1))], 3) if values else None
 
 
+def freshness(seen: list, committed: list[float], samples: int = 200) -> list[float]:
+    """From a reservation's commit to the instant each client shows a count that includes it (its
+    first event with a count at least as high): what a viewer experiences, coalescing included. The
+    delays above count only the counts that were sent, so they leave out the wait for the next
+    poll; this does not. Sampled over `samples` counts spread across the run, for every client."""
+    if not committed:
+        return []
+    picks = sorted({int(i * (len(committed) - 1) / max(1, samples - 1)) + 1 for i in range(samples)})
+    delays = []
+    for events in seen:
+        counts = [count for count, _t in events]
+        for count in picks:
+            at = bisect.bisect_left(counts, count)
+            if at < len(events):
+                delays.append(events[at][1] - committed[count - 1])
+    return sorted(delays)
+
+
 def b8(bench: "Bench") -> None:
     """5,000 clients follow one hot offer's stream while B1's load reserves on it: how long each
     count change takes to reach them (from the reservation's commit), what the gateway spends, and
@@ -535,6 +554,11 @@ def b8(bench: "Bench") -> None:
     client is not mistaken for a slow gateway."""
     args = bench.args
     offer = bench.offer(bench.seller(), minimum_reservations=100000)
+    # B1 alone again just before the crowd: the run's first B1 meets a cold system
+    # (fresh processes and caches), so against it alone the ratio swung from 0.68 to 1.18 run to run
+    warm = bench.offer(bench.seller(), minimum_reservations=100000)  # its own: B8's counts start at 0
+    adjacent = wrk(bench.base, 64, args.b1_seconds, "reserve.lua", f"/api/v1/offers/{warm['id']}/reservations",
+                   f"b8a{bench.tag}")
     crowd = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "sse_clients.py"), "--port", str(bench.port), "--clients",
          str(args.sse_clients), "--procs", str(args.sse_procs), "--path", f"/api/v1/offers/{offer['id']}/stream",
@@ -564,27 +588,30 @@ def b8(bench: "Bench") -> None:
         first[count] = min(t, first.get(count, t))
     to_first = sorted(t - committed[count - 1] for count, t in first.items())
     fan_out = sorted(t - first[count] for count, t in receipts)
+    fresh = freshness(seen["seen"], committed)
     p99 = percentile(delays, 0.99)
-    alone = bench.results.get("B1", {}).get("value")
+    alone = adjacent["rps"]
     ratio = load["rps"] / alone if alone else None
     busy = machine_after[0] - machine_before[0]
     wall = machine_after[1] - machine_before[1]
     crowd_cpu = round(sum(p["cpu_s"] for p in seen["procs"]), 1)
     bench.results["B8"] = {
-        "value": f"p99 {p99} s, B1 x{round(ratio, 2) if ratio else '?'}",
+        "value": f"p99 {p99} s (staleness {percentile(fresh, 0.99)} s), B1 x{round(ratio, 2) if ratio else '?'}",
         "p99_s": p99, "p50_s": percentile(delays, 0.5),
         "commit_to_first_client_p50_s": percentile(to_first, 0.5), "commit_to_first_client_p99_s": percentile(to_first, 0.99),
         "fan_out_p50_s": percentile(fan_out, 0.5), "fan_out_p99_s": percentile(fan_out, 0.99),
+        "staleness_p50_s": percentile(fresh, 0.5), "staleness_p99_s": percentile(fresh, 0.99),
         "clients": args.sse_clients, "clients_connected": seen["clients_connected"], "events": seen["events"],
         "crowd_open_before_b1": seen["open"], "crowd_opening_s": seen["opening_s"],
         "clients_with_final_count": sum(1 for ev in seen["seen"] if ev and ev[-1][0] == final), "final_count": final,
-        "b1_rps_with_streams": round(load["rps"]), "b1_rps_alone": alone, "b1_p99_ms_with_streams": round(load["p99_ms"], 1),
+        "b1_rps_with_streams": round(load["rps"]), "b1_rps_alone": round(alone), "b1_rps_alone_first_run": bench.results.get("B1", {}).get("value"), "b1_p99_ms_with_streams": round(load["p99_ms"], 1),
         "b1_errors": load["errors"], "gateway_cpu_s": cpu.get("gateway"), "gateway_rss_mb": rss.get("gateway"),
         "crowd": seen["procs"], "crowd_cpu_s": crowd_cpu,
         "machine": {"wall_s": round(wall, 1), "busy_cpu_s": round(busy, 1), "cores": os.cpu_count(),
                     "not_measured_here_cpu_s": round(busy - sum(cpu.values()) - crowd_cpu * args.b1_seconds / (args.b1_seconds + 10), 1),
                     "loadavg_after": os.getloadavg()},
-        "cpu_s": cpu, "ok": p99 is not None and p99 <= 1 and seen["clients_connected"] == args.sse_clients
+        "cpu_s": cpu, "ok": p99 is not None and p99 <= 1 and fresh and percentile(fresh, 0.99) <= 1
+        and seen["clients_connected"] == args.sse_clients
         and (ratio is None or ratio >= 0.8),
     }
 

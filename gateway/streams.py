@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import time
 from typing import Awaitable, Callable
@@ -208,7 +209,7 @@ class OfferFeed:
     async def _run(self) -> None:
         failures = 0
         while self.watchers and not self.closing.is_set():
-            started = time.monotonic()
+            started = time.time()
             try:
                 await self.poll()
                 failures = 0
@@ -218,7 +219,7 @@ class OfferFeed:
                 failures += 1
                 if failures in (1, 10) or failures % 100 == 0:
                     log.warning("live offers: catalog did not answer the poll (%r), %d in a row", exc, failures)
-            await asyncio.sleep(max(0.0, self.period() - (time.monotonic() - started)))
+            await asyncio.sleep(self.wait_after(started, time.time()))
         self.cursor = None
 
     def period(self) -> float:
@@ -227,6 +228,16 @@ class OfferFeed:
         worker. A crowd on a busy machine then gets fewer, fresher events, and the requests this
         worker proxies keep their share."""
         return min(MAX_POLL_SECONDS, max(self.poll_seconds, self.last_fan_out / FAN_OUT_SHARE))
+
+    def wait_after(self, started: float, now: float) -> float:
+        """Seconds from `now` to the next poll of one that began at `started` (wall clock): the next
+        instant, half a step or more after `started`, on a grid of the period rounded up to a multiple
+        of POLL_SECONDS. Every worker of every gateway (their clocks kept by NTP) thus polls at the same
+        instants and sends a crowd split over them the same count together, instead of one half a
+        stretched period after the other (what that cost: docs/performance.md, B8)."""
+        step = math.ceil(round(self.period() / self.poll_seconds, 6)) * self.poll_seconds
+        due = math.ceil(round((started + step / 2) / step, 6)) * step
+        return max(0.0, due - now)
 
     async def poll(self) -> None:
         if self.cursor is None:

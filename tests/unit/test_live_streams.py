@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -240,6 +241,21 @@ def test_the_poll_slows_down_when_writing_to_a_crowd_would_take_over_a_quarter_o
     assert feed.period() == 0.6
     feed.last_fan_out = 5.0
     assert feed.period() == streams.MAX_POLL_SECONDS  # catalog looks back 2 s: never longer than that
+
+
+def test_every_worker_polls_on_the_same_wall_clock_instants_so_a_crowd_gets_one_count_at_once():
+    """Two workers (or two gateways) started apart poll at the same instants: the grid is the period
+    rounded up to a multiple of POLL_SECONDS, on the wall clock, so a crowd split over them is sent the
+    same count together rather than one half a stretched period after the other."""
+    feed = streams.OfferFeed(fetch=None)
+    assert feed.wait_after(started=100.01, now=100.02) == pytest.approx(0.23)  # the next quarter second
+    assert feed.wait_after(started=100.24, now=100.26) == pytest.approx(0.24)  # never twice in a step: 100.5
+    feed.last_fan_out = 0.2  # a crowd stretches the period to 0.8 s: the grid is whole seconds
+    assert feed.wait_after(started=100.30, now=100.35) == pytest.approx(0.65)  # 101.0, not 101.10
+    other = streams.OfferFeed(fetch=None)
+    other.last_fan_out = 0.22  # 0.88 s: the same grid, the same instant
+    assert other.wait_after(started=100.45, now=100.60) == pytest.approx(0.4)
+    assert feed.wait_after(started=100.30, now=101.4) == 0  # late already: at once
 
 
 def test_an_http_1_0_client_reads_the_stream_to_the_close_without_chunks():
