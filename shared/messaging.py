@@ -13,7 +13,7 @@ from kombu import Consumer as KombuConsumer
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import logs, metrics, topology
+from shared import doorbell, logs, metrics, topology
 from shared.config import Config
 from shared.envelope import Envelope, MalformedEnvelope
 from shared.failures import Nacked, describe, is_transient, where
@@ -330,6 +330,7 @@ class Consumer:
                         metrics.EVENTS_CONSUMED.labels(envelope.type).inc()
                     else:
                         metrics.EVENTS_DUPLICATE.labels(envelope.type).inc()
+                doorbell.ring()  # what it planned (mails, webhooks, dated steps) is committed: look now
                 return "applied"
             except Exception as exc:
                 self._last_error = describe(exc)

@@ -20,7 +20,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from shared import config
+from shared import config, doorbell
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,7 @@ def run(service: str, loops: dict[str, Loop]) -> int:
     log.info("%s worker running: %s", service, ", ".join(loops))
     while not stop.wait(0.5):
         pass
+    doorbell.ring()  # loops waiting on their bells see the stop at once
     for thread in threads:
         thread.join(timeout=10)
     code = 1 if failed.is_set() else 0

@@ -7,6 +7,7 @@ import threading
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import doorbell
 from shared.db import db_now
 from shared.outbox import record_event
 
@@ -68,16 +69,23 @@ def run_due_steps(sessions: sessionmaker[Session], limit: int = 100, horizon: fl
 
 
 class Scheduler:
-    def __init__(self, sessions: sessionmaker[Session], horizon_seconds: float = 0.25):
+    """Sleeps until the next known step, or until this process's consumer rings its bell (it
+    published an offer, so there may be a sooner step), or `horizon_seconds`: the look for steps
+    that another replica's consumer added and rang only its own bell for, which that replica's
+    scheduler runs on time anyway."""
+
+    def __init__(self, sessions: sessionmaker[Session], horizon_seconds: float = 1.0):
         self.sessions = sessions
         self.horizon_seconds = horizon_seconds
 
     def run(self, stop: threading.Event) -> None:
+        bell = doorbell.bell()
         while not stop.is_set():
+            bell.clear()  # before the look: a ring during it makes the wait below return at once
             try:
                 done, wait = run_due_steps(self.sessions, horizon=self.horizon_seconds)
                 if not done:
-                    stop.wait(wait)
+                    bell.wait(wait)
             except Exception:
                 log.exception("scheduler tick failed; retrying")
                 stop.wait(1.0)

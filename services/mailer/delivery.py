@@ -23,7 +23,7 @@ from datetime import timedelta
 from sqlalchemy import Connection, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import clock
+from shared import clock, doorbell
 from shared.config import SmtpSettings
 from shared.db import db_now, is_postgres
 
@@ -34,6 +34,7 @@ from .tables import batches, deliveries
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
+IDLE_CLAIM_SECONDS = 1.0  # an idle claimer's look for mails its bell did not announce
 
 
 class TemporaryFailure(Exception):
@@ -311,9 +312,13 @@ class Sender:
         return smtp
 
     def _claim_loop(self, stop: threading.Event, work: queue.Queue) -> None:
-        """One thread claims for all: idle, that is ten cheap polls a second, not ten per sender.
-        The bounded queue is the back-pressure: it claims no faster than the senders send."""
+        """One thread claims for all. Idle, it waits on its bell (shared/doorbell.py): this process
+        rings it once it planned mails, and a look every IDLE_CLAIM_SECONDS finds what others planned,
+        retries falling due and leases running out. The bounded queue is the back-pressure: it claims
+        no faster than the senders send."""
+        bell = doorbell.bell()
         while not stop.is_set():
+            bell.clear()  # before the look: a ring during it makes the wait below return at once
             try:
                 rows = self.claim()
             except Exception:
@@ -321,7 +326,7 @@ class Sender:
                 stop.wait(1.0)
                 continue
             if not rows:
-                stop.wait(0.1)
+                bell.wait(IDLE_CLAIM_SECONDS)
                 continue
             batch = (time.monotonic(), rows)
             while not stop.is_set():

@@ -28,7 +28,7 @@ from types import SimpleNamespace
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import clock
+from shared import clock, doorbell
 from shared.db import dialect_insert, insert_ignore
 from shared.envelope import Envelope
 from shared.events import read
@@ -180,6 +180,7 @@ class PriceDrops:
         while not stop.is_set():
             try:
                 if self.expand_one(sessions):
+                    doorbell.ring()  # its mails are committed: the claimer looks now
                     continue
             except Exception:
                 log.exception("expanding a price-drop window failed; retrying")

@@ -25,7 +25,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from standardwebhooks.webhooks import Webhook
 
-from shared import clock
+from shared import clock, doorbell
 from shared.envelope import Envelope
 
 from .. import planning as mail_planning
@@ -35,6 +35,7 @@ from .tables import attempts, endpoints, messages
 
 log = logging.getLogger(__name__)
 USER_AGENT = "cobuy-webhooks/1"
+IDLE_CLAIM_SECONDS = 1.0  # an idle claimer's look for retries due and messages its bell did not announce
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class Deliverer:
         self.mail_domain = mail_domain
         self._busy: set[str] = set()  # endpoints with a message in flight in this process
         self._busy_lock = threading.Lock()
-        self._wake = threading.Event()
+        self._wake = doorbell.bell()  # a freed slot, or this process planned messages
 
     # -- claiming --------------------------------------------------------------------------------
 
@@ -227,7 +228,7 @@ class Deliverer:
             for row in rows:
                 work.put(row)
             if not rows:
-                self._wake.wait(0.05)
+                self._wake.wait(IDLE_CLAIM_SECONDS)
                 self._wake.clear()
 
     def _send_loop(self, stop: threading.Event, work: queue.Queue) -> None:
