@@ -237,7 +237,7 @@ class OfferFeed:
         stretched period after the other (what that cost: docs/performance.md, B8)."""
         step = math.ceil(round(self.period() / self.poll_seconds, 6)) * self.poll_seconds
         due = math.ceil(round((started + step / 2) / step, 6)) * step
-        return max(0.0, due - now)
+        return min(max(0.0, due - now), step)  # never longer than a step, should the clock step back
 
     async def poll(self) -> None:
         if self.cursor is None:

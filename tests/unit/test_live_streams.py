@@ -256,6 +256,7 @@ def test_every_worker_polls_on_the_same_wall_clock_instants_so_a_crowd_gets_one_
     other.last_fan_out = 0.22  # 0.88 s: the same grid, the same instant
     assert other.wait_after(started=100.45, now=100.60) == pytest.approx(0.4)
     assert feed.wait_after(started=100.30, now=101.4) == 0  # late already: at once
+    assert feed.wait_after(started=100.30, now=100.35 - 3600) == 1.0  # the clock stepped back an hour
 
 
 def test_an_http_1_0_client_reads_the_stream_to_the_close_without_chunks():
