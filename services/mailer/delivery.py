@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
 IDLE_CLAIM_SECONDS = 1.0  # an idle claimer's look for mails its bell did not announce
+RUNG_CLAIM_SECONDS = 0.1  # its looks when rung come no closer than this (a crowd's events ring each)
 
 
 class TemporaryFailure(Exception):
@@ -319,6 +320,7 @@ class Sender:
         bell = doorbell.bell()
         while not stop.is_set():
             bell.clear()  # before the look: a ring during it makes the wait below return at once
+            looked = time.monotonic()
             try:
                 rows = self.claim()
             except Exception:
@@ -326,7 +328,7 @@ class Sender:
                 stop.wait(1.0)
                 continue
             if not rows:
-                bell.wait(IDLE_CLAIM_SECONDS)
+                doorbell.wait(bell, stop, IDLE_CLAIM_SECONDS, looked, RUNG_CLAIM_SECONDS)
                 continue
             batch = (time.monotonic(), rows)
             while not stop.is_set():

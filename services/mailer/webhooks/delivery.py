@@ -36,6 +36,7 @@ from .tables import attempts, endpoints, messages
 log = logging.getLogger(__name__)
 USER_AGENT = "cobuy-webhooks/1"
 IDLE_CLAIM_SECONDS = 1.0  # an idle claimer's look for retries due and messages its bell did not announce
+RUNG_CLAIM_SECONDS = 0.05  # its looks when rung come no closer than this (a crowd's events ring each)
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,7 @@ class Deliverer:
                     chores = time.monotonic() + 1.0
                 with self._busy_lock:
                     slots = self.settings.concurrency - len(self._busy)
+                looked = time.monotonic()
                 rows = self.claim(slots)
             except Exception:
                 log.exception("claiming webhooks failed; retrying")
@@ -228,7 +230,7 @@ class Deliverer:
             for row in rows:
                 work.put(row)
             if not rows:
-                self._wake.wait(IDLE_CLAIM_SECONDS)
+                doorbell.wait(self._wake, stop, IDLE_CLAIM_SECONDS, looked, RUNG_CLAIM_SECONDS)
                 self._wake.clear()
 
     def _send_loop(self, stop: threading.Event, work: queue.Queue) -> None:
