@@ -174,3 +174,45 @@ def test_a_crowds_events_do_not_make_the_webhook_claimer_look_more_often_than_it
         deliverer._claim_loop(stop, queue.Queue())
 
     assert _rung_for_a_second(loop) <= 24  # it polled twenty times a second
+
+
+def test_a_webhook_sent_frees_its_slot_and_the_claimer_looks_at_once_even_right_after_a_look():
+    """One endpoint gets one message at a time: its next is claimed when the last one's answer frees
+    the slot, so that look must not wait out the gap meant for the consumer's rings."""
+    from types import SimpleNamespace
+
+    from services.mailer.webhooks.delivery import Deliverer
+
+    looks = Looks()
+    deliverer = Deliverer.__new__(Deliverer)
+    deliverer.settings = SimpleNamespace(concurrency=4)
+    deliverer._busy, deliverer._busy_lock, deliverer._wake = {"e1"}, threading.Lock(), doorbell.bell()
+    deliverer._freed = False
+    deliverer.reclaim_abandoned = deliverer.tell_counts = lambda: 0
+    deliverer.attempt = lambda row: None
+    deliverer.record = lambda row, answer: None
+    freed_at: list[float] = []
+
+    def claim(_slots):
+        looks()
+        if len(looks.at) == 3:  # the answer comes 5 ms after this look
+            def free():
+                time.sleep(0.005)
+                freed_at.append(time.monotonic())
+                deliverer.deliver({"endpoint_id": "e1"})
+            threading.Thread(target=free, daemon=True).start()
+        return []
+
+    deliverer.claim = claim
+    stop = threading.Event()
+    thread = threading.Thread(target=deliverer._claim_loop, args=(stop, queue.Queue()), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not (freed_at and any(t > freed_at[0] for t in looks.at)):
+        time.sleep(0.001)
+    stop.set()
+    doorbell.ring()
+    thread.join(timeout=5)
+    assert freed_at, "the claimer never looked a third time"
+    reaction = min(t for t in looks.at if t > freed_at[0]) - freed_at[0]
+    assert reaction < 0.03
