@@ -40,12 +40,16 @@ def ring() -> None:
         event.set()
 
 
-def wait(bell: threading.Event, stop, timeout: float, looked: float, gap: float) -> None:
+def wait(bell: threading.Event, stop, timeout: float, looked: float, gap: float,
+         urgent: threading.Event | None = None) -> None:
     """Until `bell` rings or `timeout` passes, then (rung) until `gap` after `looked` (the loop's
-    last look, time.monotonic()); at once if `stop` is set."""
+    last look, time.monotonic()); at once if `stop` is set, or rung with `urgent` set (a wake-up of
+    the loop's own, such as a freed slot, which waits out no gap)."""
     if stop.is_set():
         return
     if bell.wait(timeout):
+        if urgent is not None and urgent.is_set():
+            return
         rest = looked + gap - time.monotonic()
         if rest > 0:
             stop.wait(rest)

@@ -169,6 +169,7 @@ def test_a_crowds_events_do_not_make_the_webhook_claimer_look_more_often_than_it
         deliverer = Deliverer.__new__(Deliverer)
         deliverer.settings = SimpleNamespace(concurrency=4)
         deliverer._busy, deliverer._busy_lock, deliverer._wake = set(), threading.Lock(), doorbell.bell()
+        deliverer._freed = threading.Event()
         deliverer.reclaim_abandoned = deliverer.tell_counts = lambda: 0
         deliverer.claim = looks
         deliverer._claim_loop(stop, queue.Queue())
@@ -187,7 +188,7 @@ def test_a_webhook_sent_frees_its_slot_and_the_claimer_looks_at_once_even_right_
     deliverer = Deliverer.__new__(Deliverer)
     deliverer.settings = SimpleNamespace(concurrency=4)
     deliverer._busy, deliverer._busy_lock, deliverer._wake = {"e1"}, threading.Lock(), doorbell.bell()
-    deliverer._freed = False
+    deliverer._freed = threading.Event()
     deliverer.reclaim_abandoned = deliverer.tell_counts = lambda: 0
     deliverer.attempt = lambda row: None
     deliverer.record = lambda row, answer: None

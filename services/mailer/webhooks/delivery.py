@@ -84,6 +84,7 @@ class Deliverer:
         self._busy: set[str] = set()  # endpoints with a message in flight in this process
         self._busy_lock = threading.Lock()
         self._wake = doorbell.bell()  # a freed slot, or this process planned messages
+        self._freed = threading.Event()  # a freed slot: the claimer looks at once, without the ring gap
 
     # -- claiming --------------------------------------------------------------------------------
 
@@ -153,6 +154,7 @@ class Deliverer:
         finally:
             with self._busy_lock:
                 self._busy.discard(row["endpoint_id"])
+            self._freed.set()
             self._wake.set()
 
     def record(self, row: dict, answer: network.Answer) -> None:
@@ -219,6 +221,7 @@ class Deliverer:
                     self.reclaim_abandoned()
                     self.tell_counts()
                     chores = time.monotonic() + 1.0
+                self._freed.clear()  # before counting the slots: one freed after it is not lost
                 with self._busy_lock:
                     slots = self.settings.concurrency - len(self._busy)
                 looked = time.monotonic()
@@ -230,7 +233,7 @@ class Deliverer:
             for row in rows:
                 work.put(row)
             if not rows:
-                doorbell.wait(self._wake, stop, IDLE_CLAIM_SECONDS, looked, RUNG_CLAIM_SECONDS)
+                doorbell.wait(self._wake, stop, IDLE_CLAIM_SECONDS, looked, RUNG_CLAIM_SECONDS, urgent=self._freed)
                 self._wake.clear()
 
     def _send_loop(self, stop: threading.Event, work: queue.Queue) -> None:
