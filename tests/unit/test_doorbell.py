@@ -177,12 +177,15 @@ def test_a_crowds_events_do_not_make_the_webhook_claimer_look_more_often_than_it
     assert _rung_for_a_second(loop) <= 24  # it polled twenty times a second
 
 
-def test_a_webhook_sent_frees_its_slot_and_the_claimer_looks_at_once_even_right_after_a_look():
+def test_a_webhook_sent_frees_its_slot_and_the_claimer_looks_at_once_even_right_after_a_look(monkeypatch):
     """One endpoint gets one message at a time: its next is claimed when the last one's answer frees
     the slot, so that look must not wait out the gap meant for the consumer's rings."""
     from types import SimpleNamespace
 
+    from services.mailer.webhooks import delivery
     from services.mailer.webhooks.delivery import Deliverer
+
+    monkeypatch.setattr(delivery, "RUNG_CLAIM_SECONDS", 0.5, raising=False)  # a gap a loaded machine cannot blur
 
     looks = Looks()
     deliverer = Deliverer.__new__(Deliverer)
@@ -216,4 +219,4 @@ def test_a_webhook_sent_frees_its_slot_and_the_claimer_looks_at_once_even_right_
     thread.join(timeout=5)
     assert freed_at, "the claimer never looked a third time"
     reaction = min(t for t in looks.at if t > freed_at[0]) - freed_at[0]
-    assert reaction < 0.03
+    assert reaction < 0.2
