@@ -183,16 +183,20 @@ class Deliverer:
                 endpoint_id=row["endpoint_id"], message_id=row["message_id"], event_type=row["event_type"],
                 attempted_at=now, status=answer.status, latency_ms=round(answer.seconds * 1000), error=error,
                 response=storable(answer.body)))
-            self._endpoint_health(session, row["endpoint_id"], ok, now, retry_for)
+            mailed = self._endpoint_health(session, row["endpoint_id"], ok, now, retry_for)
+        if mailed:
+            doorbell.ring()  # the seller's mail is committed: the mail claimer looks now
         metrics.ATTEMPTS.labels("retry" if state == "pending" else state).inc()
         if ok:
             metrics.LAG.observe((now - row["created_at"]).total_seconds())
 
-    def _endpoint_health(self, session: Session, endpoint_id: str, ok: bool, now, retry_for: timedelta) -> None:
+    def _endpoint_health(self, session: Session, endpoint_id: str, ok: bool, now, retry_for: timedelta) -> bool:
+        """Notes the attempt's outcome in the endpoint's health; True when it disabled it and planned
+        the seller's mail."""
         if ok:
             session.execute(update(endpoints).where(endpoints.c.id == endpoint_id, endpoints.c.failing_since.is_not(None))
                             .values(failing_since=None))
-            return
+            return False
         session.execute(update(endpoints).where(endpoints.c.id == endpoint_id, endpoints.c.failing_since.is_(None))
                         .values(failing_since=now))
         disabled = session.execute(
@@ -210,6 +214,8 @@ class Deliverer:
                                [(disabled.seller_email, disabled.seller_name,
                                  {"lang": mail_planning.Planner.seller_language(session, disabled.seller_id)})],
                                self.mail_domain)
+            return True
+        return False
 
     # -- loops -----------------------------------------------------------------------------------
 
