@@ -237,7 +237,10 @@ class OfferFeed:
         stretched period after the other (what that cost: docs/performance.md, B8)."""
         step = math.ceil(round(self.period() / self.poll_seconds, 6)) * self.poll_seconds
         due = math.ceil(round((started + step / 2) / step, 6)) * step
-        return min(max(0.0, due - now), step)  # never longer than a step, should the clock step back
+        # The clock stepped back during the poll (NTP): `now` before `started` would make the wait
+        # the size of the step (an hour back, an hour without polls). Measured from `started`
+        # instead, it is at most one and a half steps; a step forward just polls once at once.
+        return max(0.0, due - max(now, started))
 
     async def poll(self) -> None:
         if self.cursor is None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +18,7 @@ from .offers import find_offer, holding_condition
 from .tables import offers, outbox, steps
 
 log = logging.getLogger(__name__)
+RUNG_LOOK_SECONDS = 0.25  # the scheduler's looks when rung come no closer than this (a crowd's events ring each)
 
 
 def _invite(session: Session, offer) -> None:
@@ -82,10 +84,11 @@ class Scheduler:
         bell = doorbell.bell()
         while not stop.is_set():
             bell.clear()  # before the look: a ring during it makes the wait below return at once
+            looked = time.monotonic()
             try:
                 done, wait = run_due_steps(self.sessions, horizon=self.horizon_seconds)
                 if not done:
-                    bell.wait(wait)
+                    doorbell.wait(bell, stop, wait, looked, RUNG_LOOK_SECONDS)
             except Exception:
                 log.exception("scheduler tick failed; retrying")
                 stop.wait(1.0)

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
 IDLE_CLAIM_SECONDS = 1.0  # an idle claimer's look for mails its bell did not announce
+RUNG_CLAIM_SECONDS = 0.1  # its looks when rung come no closer than this (a crowd's events ring each)
 
 
 class TemporaryFailure(Exception):
@@ -50,6 +51,12 @@ def backoff(attempts: int) -> timedelta:
 
 
 class Sender:
+    # The earliest retry this process set (time.monotonic()), for the idle claimer to look then, and
+    # its lock. Class defaults: one Sender a process, and tests build one without __init__.
+    _retry_due: float | None = None
+    _retry_lock = threading.Lock()
+    _bell: threading.Event | None = None  # the claimer's, rung when a retry is set
+
     def __init__(self, sessions: sessionmaker[Session], renderer: Renderer, relay: SmtpSettings | tuple[str, int],
                  concurrency: int = 4, lease_seconds: float = 30.0, batch_size: int = 20):
         self.sessions = sessions
@@ -191,7 +198,8 @@ class Sender:
             row, state, error = done
             params.update(done=row["id"], error=error)
             if state in ("sent", "pending"):
-                params["at"] = clock.now() + (backoff(row["attempts"]) if state == "pending" else timedelta())
+                wait = backoff(row["attempts"]) if state == "pending" else timedelta()
+                params["at"] = clock.now() + wait
         if start:
             params["start"] = start["id"]
             if not is_postgres(connection):
@@ -204,6 +212,8 @@ class Sender:
             recorded = row["id"] in changed
             if recorded:
                 metrics.MAILS.labels({"pending": "retry"}.get(state, state)).inc()
+                if state == "pending":
+                    self._retry_at(time.monotonic() + wait.total_seconds())
             else:
                 log.warning("mail %s to %s lost its claim while sending (lease ran out); not recording it %s",
                             row["template"], row["recipient"], state)
@@ -311,14 +321,33 @@ class Sender:
                 connection.close()
         return smtp
 
+    def _retry_at(self, due: float) -> None:
+        with self._retry_lock:
+            if self._retry_due is None or due < self._retry_due:
+                self._retry_due = due
+        if self._bell is not None:
+            self._bell.set()  # an idle claimer may be waiting longer than that: it looks again, and waits less
+
+    def _idle_wait(self, looked: float) -> float:
+        """How long an idle claimer that looked at `looked` may wait unrung: IDLE_CLAIM_SECONDS, or
+        less when a retry this process set falls due sooner (a 421's backoff is half a second)."""
+        with self._retry_lock:
+            due = self._retry_due
+            if due is not None and due <= looked:  # that look was after it fell due: it is claimed
+                self._retry_due = due = None
+        if due is None:
+            return IDLE_CLAIM_SECONDS
+        return min(IDLE_CLAIM_SECONDS, max(due - time.monotonic(), 0.0) + 0.01)  # just past it: the database's clock
+
     def _claim_loop(self, stop: threading.Event, work: queue.Queue) -> None:
         """One thread claims for all. Idle, it waits on its bell (shared/doorbell.py): this process
         rings it once it planned mails, and a look every IDLE_CLAIM_SECONDS finds what others planned,
         retries falling due and leases running out. The bounded queue is the back-pressure: it claims
         no faster than the senders send."""
-        bell = doorbell.bell()
+        bell = self._bell = doorbell.bell()
         while not stop.is_set():
             bell.clear()  # before the look: a ring during it makes the wait below return at once
+            looked = time.monotonic()
             try:
                 rows = self.claim()
             except Exception:
@@ -326,7 +355,7 @@ class Sender:
                 stop.wait(1.0)
                 continue
             if not rows:
-                bell.wait(IDLE_CLAIM_SECONDS)
+                doorbell.wait(bell, stop, self._idle_wait(looked), looked, RUNG_CLAIM_SECONDS)
                 continue
             batch = (time.monotonic(), rows)
             while not stop.is_set():

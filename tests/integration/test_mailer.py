@@ -24,7 +24,7 @@ from services.mailer.delivery import Sender
 from services.mailer.planning import Planner
 from services.mailer.rendering import Renderer
 from services.mailer.tables import deliveries, sellers
-from shared import clock, config as config_module
+from shared import clock, config as config_module, doorbell
 from shared.envelope import Envelope
 from shared.messaging import Bus, Publisher
 from shared.runtime import Runtime
@@ -408,3 +408,36 @@ def test_each_mail_costs_one_state_change_and_a_lost_claim_fences_only_its_own_r
     finally:
         stale.close()
         fresh.close()
+
+
+def test_a_retry_goes_when_its_backoff_is_over_not_at_the_claimers_next_idle_look(mailer, mailbox):
+    """A 421 puts the mail back with half a second of backoff: the idle claimer (which looks only
+    once a second unless rung) must look when that retry falls due, not up to a second later."""
+    tag = uuid.uuid4().hex[:6]
+    refused_at: list[float] = []
+    accepted_at: list[float] = []
+
+    def once_busy(message, recipients):
+        if tag not in recipients[0]:
+            return None
+        if not refused_at:
+            refused_at.append(time.monotonic())
+            return "421 4.3.2 Service busy, try later"
+        accepted_at.append(time.monotonic())
+        return None
+
+    mailbox.respond = once_busy
+    stop = threading.Event()
+    sender = _sender(mailer, mailbox, concurrency=1)
+    thread = threading.Thread(target=sender.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        event, recipient, _ = _events(tag)[1]  # one mail, to one purchaser
+        _plan(mailer, event)
+        wait_for(lambda: accepted_at, 15, interval=0.01, what="the retried mail accepted")
+    finally:
+        stop.set()
+        doorbell.ring()
+        thread.join(timeout=15)
+        mailbox.respond = None
+    assert accepted_at[0] - refused_at[0] < 0.85  # its backoff is 0.5 s

@@ -203,3 +203,26 @@ def test_an_endpoint_deleted_during_an_attempt_leaves_no_orphan_log(sessions, re
         session.execute(delete(endpoints).where(endpoints.c.id == "e1"))
     deliverer.deliver(row)
     assert log(sessions) == [] and state(sessions) == []
+
+
+def test_the_mail_planned_when_an_endpoint_is_disabled_rings_the_mail_claimers_bell(sessions, receiver, at,
+                                                                                    monkeypatch):
+    """Planned here in the worker, not by the consumer: without a ring, the idle mail claimer sees it
+    only at its next look, up to a second later."""
+    from shared import doorbell
+
+    rings = []
+    monkeypatch.setattr(doorbell, "ring", lambda: rings.append(clock.now()))
+    receiver.scripts["/down"] = Script(then=500)
+    endpoint(sessions, "e1", receiver.url("/down"))
+    message(sessions, "e1", "a")
+    settings = Settings(allow_http=True, allow_private=True, timeout_seconds=1, backoff_seconds=1, retry_seconds=60)
+    deliverer = Deliverer(sessions, settings)
+    start = clock.now()
+    for minute in range(3):
+        at(start + timedelta(minutes=minute, seconds=minute))
+        while deliver_all(deliverer):
+            pass
+    with sessions() as session:
+        assert session.execute(select(deliveries.c.template)).scalars().all() == ["webhook_disabled"]
+    assert len(rings) == 1

@@ -256,7 +256,23 @@ def test_every_worker_polls_on_the_same_wall_clock_instants_so_a_crowd_gets_one_
     other.last_fan_out = 0.22  # 0.88 s: the same grid, the same instant
     assert other.wait_after(started=100.45, now=100.60) == pytest.approx(0.4)
     assert feed.wait_after(started=100.30, now=101.4) == 0  # late already: at once
-    assert feed.wait_after(started=100.30, now=100.35 - 3600) == 1.0  # the clock stepped back an hour
+    assert feed.wait_after(started=100.30, now=100.35 - 3600) == pytest.approx(0.7)  # the clock stepped back
+
+
+def test_a_wall_clock_stepped_back_during_a_poll_does_not_stall_the_feed():
+    """NTP steps the clock back (an hour, a few seconds) while a poll is under way: the next poll is
+    still at most one and a half steps after the last one began, never the size of the step later."""
+    feed = streams.OfferFeed(fetch=None)
+    assert feed.wait_after(started=100.01, now=100.01 - 3600) <= 1.5 * streams.POLL_SECONDS
+    assert feed.wait_after(started=100.01, now=97.0) <= 1.5 * streams.POLL_SECONDS
+    feed.last_fan_out = 0.2  # a stretched period: a whole-second grid
+    assert feed.wait_after(started=100.30, now=95.0) <= 1.5 * streams.MAX_POLL_SECONDS
+
+
+def test_a_wall_clock_stepped_forward_polls_once_at_once_and_then_keeps_its_pace():
+    feed = streams.OfferFeed(fetch=None)
+    assert feed.wait_after(started=100.01, now=200.0) == 0  # late already: at once
+    assert feed.wait_after(started=200.0, now=200.01) >= streams.POLL_SECONDS / 2 - 0.01  # not again at once
 
 
 def test_an_http_1_0_client_reads_the_stream_to_the_close_without_chunks():

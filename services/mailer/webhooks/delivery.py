@@ -36,6 +36,7 @@ from .tables import attempts, endpoints, messages
 log = logging.getLogger(__name__)
 USER_AGENT = "cobuy-webhooks/1"
 IDLE_CLAIM_SECONDS = 1.0  # an idle claimer's look for retries due and messages its bell did not announce
+RUNG_CLAIM_SECONDS = 0.05  # its looks when rung come no closer than this (a crowd's events ring each)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Deliverer:
         self._busy: set[str] = set()  # endpoints with a message in flight in this process
         self._busy_lock = threading.Lock()
         self._wake = doorbell.bell()  # a freed slot, or this process planned messages
+        self._freed = threading.Event()  # a freed slot: the claimer looks at once, without the ring gap
 
     # -- claiming --------------------------------------------------------------------------------
 
@@ -152,6 +154,7 @@ class Deliverer:
         finally:
             with self._busy_lock:
                 self._busy.discard(row["endpoint_id"])
+            self._freed.set()
             self._wake.set()
 
     def record(self, row: dict, answer: network.Answer) -> None:
@@ -180,16 +183,20 @@ class Deliverer:
                 endpoint_id=row["endpoint_id"], message_id=row["message_id"], event_type=row["event_type"],
                 attempted_at=now, status=answer.status, latency_ms=round(answer.seconds * 1000), error=error,
                 response=storable(answer.body)))
-            self._endpoint_health(session, row["endpoint_id"], ok, now, retry_for)
+            mailed = self._endpoint_health(session, row["endpoint_id"], ok, now, retry_for)
+        if mailed:
+            doorbell.ring()  # the seller's mail is committed: the mail claimer looks now
         metrics.ATTEMPTS.labels("retry" if state == "pending" else state).inc()
         if ok:
             metrics.LAG.observe((now - row["created_at"]).total_seconds())
 
-    def _endpoint_health(self, session: Session, endpoint_id: str, ok: bool, now, retry_for: timedelta) -> None:
+    def _endpoint_health(self, session: Session, endpoint_id: str, ok: bool, now, retry_for: timedelta) -> bool:
+        """Notes the attempt's outcome in the endpoint's health; True when it disabled it and planned
+        the seller's mail."""
         if ok:
             session.execute(update(endpoints).where(endpoints.c.id == endpoint_id, endpoints.c.failing_since.is_not(None))
                             .values(failing_since=None))
-            return
+            return False
         session.execute(update(endpoints).where(endpoints.c.id == endpoint_id, endpoints.c.failing_since.is_(None))
                         .values(failing_since=now))
         disabled = session.execute(
@@ -207,6 +214,8 @@ class Deliverer:
                                [(disabled.seller_email, disabled.seller_name,
                                  {"lang": mail_planning.Planner.seller_language(session, disabled.seller_id)})],
                                self.mail_domain)
+            return True
+        return False
 
     # -- loops -----------------------------------------------------------------------------------
 
@@ -218,8 +227,10 @@ class Deliverer:
                     self.reclaim_abandoned()
                     self.tell_counts()
                     chores = time.monotonic() + 1.0
+                self._freed.clear()  # before counting the slots: one freed after it is not lost
                 with self._busy_lock:
                     slots = self.settings.concurrency - len(self._busy)
+                looked = time.monotonic()
                 rows = self.claim(slots)
             except Exception:
                 log.exception("claiming webhooks failed; retrying")
@@ -228,7 +239,7 @@ class Deliverer:
             for row in rows:
                 work.put(row)
             if not rows:
-                self._wake.wait(IDLE_CLAIM_SECONDS)
+                doorbell.wait(self._wake, stop, IDLE_CLAIM_SECONDS, looked, RUNG_CLAIM_SECONDS, urgent=self._freed)
                 self._wake.clear()
 
     def _send_loop(self, stop: threading.Event, work: queue.Queue) -> None:
