@@ -166,22 +166,27 @@ def test_a_message_abandoned_mid_attempt_is_due_again_after_the_lease(sessions, 
     assert len({a.headers["webhook-id"] for a in receiver.at("/again")}) == 1
 
 
-def test_an_endpoint_failing_for_the_retry_window_is_disabled_once_and_its_seller_mailed_once(
-        sessions, receiver, at):
+def _failing_for_three_minutes(sessions, receiver, at, *message_ids: str) -> Deliverer:
+    """Endpoint e1 answers 500 to its messages, tried every half minute for three (a one-minute
+    retry window): it ends disabled."""
     receiver.scripts["/down"] = Script(then=500)
     endpoint(sessions, "e1", receiver.url("/down"))
-    message(sessions, "e1", "a")
-    message(sessions, "e1", "b")
+    for message_id in message_ids:
+        message(sessions, "e1", message_id)
     settings = Settings(allow_http=True, allow_private=True, timeout_seconds=1, backoff_seconds=1, retry_seconds=60)
     deliverer = Deliverer(sessions, settings)
     start = clock.now()
     for minute in range(3):
-        at(start + timedelta(minutes=minute, seconds=minute))
-        while deliver_all(deliverer):
-            pass
-        at(start + timedelta(minutes=minute, seconds=minute + 30))
-        while deliver_all(deliverer):
-            pass
+        for second in (minute, minute + 30):
+            at(start + timedelta(minutes=minute, seconds=second))
+            while deliver_all(deliverer):
+                pass
+    return deliverer
+
+
+def test_an_endpoint_failing_for_the_retry_window_is_disabled_once_and_its_seller_mailed_once(
+        sessions, receiver, at):
+    deliverer = _failing_for_three_minutes(sessions, receiver, at, "a", "b")
     with sessions() as session:
         disabled = session.execute(select(endpoints.c.disabled_at)).scalar_one()
         mails = session.execute(select(deliveries.c.template, deliveries.c.recipient)).all()
@@ -213,16 +218,7 @@ def test_the_mail_planned_when_an_endpoint_is_disabled_rings_the_mail_claimers_b
 
     rings = []
     monkeypatch.setattr(doorbell, "ring", lambda: rings.append(clock.now()))
-    receiver.scripts["/down"] = Script(then=500)
-    endpoint(sessions, "e1", receiver.url("/down"))
-    message(sessions, "e1", "a")
-    settings = Settings(allow_http=True, allow_private=True, timeout_seconds=1, backoff_seconds=1, retry_seconds=60)
-    deliverer = Deliverer(sessions, settings)
-    start = clock.now()
-    for minute in range(3):
-        at(start + timedelta(minutes=minute, seconds=minute))
-        while deliver_all(deliverer):
-            pass
+    _failing_for_three_minutes(sessions, receiver, at, "a")
     with sessions() as session:
         assert session.execute(select(deliveries.c.template)).scalars().all() == ["webhook_disabled"]
     assert len(rings) == 1

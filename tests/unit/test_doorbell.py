@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from contextlib import contextmanager
 
 from services.auction import steps
 from services.mailer.delivery import Sender
@@ -20,24 +21,33 @@ class Looks:
         return []
 
 
-def _idle_then_ring(start_loop) -> tuple[int, float]:
-    """Runs a loop idle for 1.5 s, then rings: returns its looks while idle and how soon it looked
-    after the ring."""
+@contextmanager
+def _running(start_loop):
+    """A loop in a thread with its looks counted; stopped (and rung, as the worker does) at the end."""
     looks = Looks()
     stop = threading.Event()
     thread = threading.Thread(target=start_loop, args=(looks, stop), daemon=True)
     thread.start()
-    time.sleep(1.5)
-    idle_looks = len(looks.at)
-    rung = time.monotonic()
-    doorbell.ring()
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline and not any(t >= rung for t in looks.at):
-        time.sleep(0.005)
-    stop.set()
-    doorbell.ring()
-    thread.join(timeout=5)
+    try:
+        yield looks
+    finally:
+        stop.set()
+        doorbell.ring()
+        thread.join(timeout=5)
     assert not thread.is_alive(), "the loop did not stop on a ring after stop"
+
+
+def _idle_then_ring(start_loop) -> tuple[int, float]:
+    """Runs a loop idle for 1.5 s, then rings: returns its looks while idle and how soon it looked
+    after the ring."""
+    with _running(start_loop) as looks:
+        time.sleep(1.5)
+        idle_looks = len(looks.at)
+        rung = time.monotonic()
+        doorbell.ring()
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and not any(t >= rung for t in looks.at):
+            time.sleep(0.005)
     after = [t - rung for t in looks.at if t >= rung]
     return idle_looks, after[0] if after else float("inf")
 
@@ -119,21 +129,14 @@ def test_a_stop_rung_just_after_the_schedulers_check_is_not_lost(monkeypatch):
 def _rung_for_a_second(start_loop) -> int:
     """A crowd: the consumer applies an event (and rings) every millisecond for a second. Returns
     how many looks the loop took meanwhile."""
-    looks = Looks()
-    stop = threading.Event()
-    thread = threading.Thread(target=start_loop, args=(looks, stop), daemon=True)
-    thread.start()
-    time.sleep(0.2)
-    before = len(looks.at)
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline:
-        doorbell.ring()
-        time.sleep(0.001)
-    during = len(looks.at) - before
-    stop.set()
-    doorbell.ring()
-    thread.join(timeout=5)
-    return during
+    with _running(start_loop) as looks:
+        time.sleep(0.2)
+        before = len(looks.at)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            doorbell.ring()
+            time.sleep(0.001)
+        return len(looks.at) - before
 
 
 def test_a_crowds_events_do_not_make_the_scheduler_look_more_often_than_it_polled():
