@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiohttp import web  # noqa: E402
 
+from bench.run import machine_busy, percentile  # noqa: E402
 from gateway import streams  # noqa: E402
 from gateway.app import create_app  # noqa: E402
 from shared.config import SERVICES, Config  # noqa: E402
@@ -32,16 +33,6 @@ from tests.unit.test_live_streams import FakeCatalog  # noqa: E402
 def cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def machine_busy() -> float:
-    """CPU seconds the whole machine has been busy (all processes, the kernel's softirqs too)."""
-    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    return round(values[int(q * (len(values) - 1))], 3) if values else None
 
 
 async def measure(args) -> dict:
@@ -61,14 +52,14 @@ async def measure(args) -> dict:
         str(args.clients), "--procs", str(args.procs), "--path", "/api/v1/offers/hot/stream",
         "--seconds", str(args.changes * streams.POLL_SECONDS + 3), stdout=asyncio.subprocess.PIPE)
     opened = json.loads(await crowd.stdout.readline())
-    before, machine_before = cpu(), machine_busy()
+    before, (machine_before, _wall) = cpu(), machine_busy()
     changed: dict[int, float] = {}
     for count in range(1, args.changes + 1):
         catalog.change("hot", reservation_count=count)
         changed[count] = time.time()
         await asyncio.sleep(streams.POLL_SECONDS)
     await asyncio.sleep(1.5)
-    spent, machine = cpu() - before, machine_busy() - machine_before
+    spent, machine = cpu() - before, machine_busy()[0] - machine_before
     seen = json.loads((await crowd.stdout.read()).splitlines()[-1])
     await crowd.wait()
     receipts = [(count, t) for events in seen["seen"] for count, t in events if count >= 1]

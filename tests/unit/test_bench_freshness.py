@@ -1,10 +1,5 @@
 """B8's staleness: a coalesced count is not counted as delivered fast when the counts before it waited."""
-import importlib.util
-from pathlib import Path
-
-spec = importlib.util.spec_from_file_location("bench_run", Path(__file__).resolve().parents[2] / "bench" / "run.py")
-bench_run = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench_run)
+from bench import run as bench_run
 
 
 def test_each_count_waits_until_the_client_shows_a_count_that_includes_it():
