@@ -72,7 +72,7 @@ def test_a_seller_registered_in_japanese_is_invited_in_japanese_and_an_english_o
     [mail] = mailbox.wait(1, to=japanese["email"], subject="招待", timeout=20)
     assert mail.subject == "招待: 電動自転車 20型 で ￥98,000 を下回る条件を"
     assert "山田商店 様" in mail.text and "2件の予約" in mail.text and "￥500 以上下げる" in mail.text
-    assert re.search(r"締め切り:\s+\d{4}年\d{1,2}月\d{1,2}日 \d{2}:\d{2}:\d{2} UTC", mail.text)
+    assert re.search(r"締め切り:\s+\d{4}年\d{1,2}月\d{1,2}日 \d{1,2}:\d{2}:\d{2} UTC", mail.text)
     assert '<html lang="ja">' in mail.html
     (output_dir / "invitation-ja.eml").write_bytes(mail.message.as_bytes())
     (output_dir / "invitation-ja.txt").write_text(f"Subject: {mail.subject}\n\n{mail.text}", encoding="utf-8")
