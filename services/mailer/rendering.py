@@ -10,6 +10,7 @@ by `make install`); money and instants are written the language's way.
 """
 from __future__ import annotations
 
+import json
 import random
 import re
 import sys
@@ -107,25 +108,30 @@ class Renderer:
         return text_env, html_env
 
     def _parts(self, template: str, context: dict, recipient: str, recipient_name: str,
-               extra: dict) -> tuple[str, str, str]:
-        """(subject, text body, html body) of one mail."""
+               extra: dict, links: dict | None = None) -> tuple[str, str, str]:
+        """(subject, text body, html body) of one mail. `links`: the recipient's own links as they
+        are (stand-ins, when a mail is rendered once for many), instead of made from `extra`."""
         lang = languages.supported(extra.get("lang")) or languages.DEFAULT
         text_env, html_env = self.envs[lang]
         values = {**context, **extra, "lang": lang, "recipient": recipient, "recipient_name": recipient_name,
                   "public_url": self.public_url,
-                  "offer_url": f"{self.public_url}/offers/{context.get('offer_id', '')}"}
-        if "cancel_token" in extra:
-            values["cancel_url"] = (f"{self.public_url}/reservations/{extra['reservation_id']}"
-                                    f"/cancel?token={extra['cancel_token']}")
-        if "verify_token" in extra:  # SPEC §10: a pending reservation counts once its purchaser opens this
-            values["verify_url"] = (f"{self.public_url}/reservations/{extra['reservation_id']}"
-                                    f"/verify?token={extra['verify_token']}")
+                  "offer_url": f"{self.public_url}/offers/{context.get('offer_id', '')}",
+                  **(self._links(extra) if links is None else links)}
         text = text_env.get_template(f"{template}.txt").render(values)
         head, _, body = text.partition("\n\n")
         if not head.startswith("Subject:"):
             raise ValueError(f"{template}.txt must start with a Subject: line")
         html = html_env.get_template(f"{template}.html").render(values)
         return head[len("Subject:"):].strip(), body, html
+
+    def _links(self, extra: dict) -> dict:
+        """The recipient's own links: cancel, and verify for a pending reservation (SPEC §10)."""
+        links = {}
+        for kind in _LINKS:
+            if f"{kind}_token" in extra:
+                links[f"{kind}_url"] = (f"{self.public_url}/reservations/{extra['reservation_id']}"
+                                        f"/{kind}?token={extra[f'{kind}_token']}")
+        return links
 
     def render(self, template: str, context: dict, recipient: str, recipient_name: str, extra: dict,
                message_id: str) -> Message:
@@ -158,7 +164,7 @@ class Renderer:
             return self.render(template, context, recipient, recipient_name, extra, message_id).as_bytes(policy=WIRE)
         shared = self._shared_parts(template, context, extra, batch) if batch is not None else None
         if shared is not None:
-            subject, body, html = shared.fill(recipient_name)
+            subject, body, html = shared.fill(recipient_name, self._links(extra))
         else:
             subject, body, html = self._parts(template, context, recipient, recipient_name, extra)
         return wire_alternative(
@@ -167,22 +173,32 @@ class Renderer:
             body, html, _boundary())
 
     def _shared_parts(self, template: str, context: dict, extra: dict, batch: str) -> "_Shared | None":
-        """The batch's mail in one language with a stand-in for the name, or None when the templates
-        read anything else of the recipient (an address, a link of their own: `extra`), or do anything
-        to the name but write it (wrap it, test it): checked once per batch and language by rendering
-        with three stand-ins (long with a space, short, empty) and requiring the same output but for
-        the name, written as is in the text and escaped in the HTML."""
+        """The mail in one language with stand-ins for the name and the recipient's own links, or None
+        when the templates read anything else of the recipient (an address, a token: `extra`), or do
+        anything to the name or a link but write it (wrap it, test it): checked once per key by
+        rendering with three sets of stand-ins (long, short, empty or odd) and requiring the same
+        output but for them, written as they are in the text and escaped in the HTML.
+
+        The key: a batch and the language, for a fan-out (every recipient shares the batch's context);
+        for a mail with links of the recipient's own (a reservation's confirmation: each is a batch of
+        one), the context itself, which every reservation of an offer under one condition shares."""
         lang = languages.supported(extra.get("lang")) or languages.DEFAULT
-        key = (template, batch, lang)
+        reads = self._reads(template, lang)
+        links = tuple(name for name in self._links(extra) if name in reads)
+        key = (template, batch, lang) if not links else (
+            template, json.dumps(context, sort_keys=True, default=str), lang, links)
         found = self._shared.get(key, _MISSING)
         if found is not _MISSING:
             return found
         shared = None
-        if not (self._reads(template, lang) & ({"recipient", "cancel_url", "verify_url"} | (extra.keys() - {"lang"}))):
-            renders = [self._parts(template, context, "stand-in@invalid", name, {"lang": lang}) for name in _STAND_INS]
-            first = renders[0]
-            if all(_fill(first, _STAND_INS[0], name) == other for name, other in zip(_STAND_INS[1:], renders[1:])):
-                shared = _Shared(first)
+        if not (reads & ({"recipient"} | (extra.keys() - {"lang"}))):
+            stand_ins = [(name, {link: values[i] for i, link in enumerate(links)})
+                         for name, values in zip(_STAND_INS, _LINK_STAND_INS)]
+            renders = [self._parts(template, context, "stand-in@invalid", name, {"lang": lang}, own)
+                       for name, own in stand_ins]
+            first = _Shared(renders[0], dict(stand_ins[0][1]))
+            if all(first.fill(name, own) == other for (name, own), other in zip(stand_ins[1:], renders[1:])):
+                shared = first
         if len(self._shared) >= 512:
             self._shared.clear()
         self._shared[key] = shared
@@ -211,24 +227,30 @@ class Renderer:
 
 
 _MISSING = object()
-# Names cannot hold NUL (planning.one_line makes every name printable), so these never collide with one.
+# Names and links cannot hold NUL (planning.one_line makes every name printable; a link is a URL), so
+# these never collide with one, nor with each other.
 _STAND_INS = ("\0<&" + "a" * 48 + " " + "b" * 48 + "\0", "\0<&n\0", "")
-
-
-def _fill(parts: tuple[str, str, str], stand_in: str, name: str) -> tuple[str, str, str]:
-    subject, text, html = parts
-    return (subject.replace(stand_in, name), text.replace(stand_in, name),
-            html.replace(str(escape(stand_in)), str(escape(name))))
+_LINK_STAND_INS = (("\0<&L" + "u" * 90 + "\0", "\0<&M" + "v" * 90 + "\0"), ("\0<&l\0", "\0<&m\0"),
+                   ("\0K\0", "\0J\0"))  # (cancel_url, verify_url) in each set
+_LINKS = ("cancel", "verify")
 
 
 class _Shared:
-    """A batch's (subject, text, html) rendered once, with the long stand-in where the name goes."""
+    """A mail's (subject, text, html) rendered once, with stand-ins where the name and the
+    recipient's own links go."""
 
-    def __init__(self, parts: tuple[str, str, str]):
+    def __init__(self, parts: tuple[str, str, str], links: dict[str, str]):
         self.parts = parts
+        self.links = links  # link name -> its stand-in here
 
-    def fill(self, name: str) -> tuple[str, str, str]:
-        return _fill(self.parts, _STAND_INS[0], name)
+    def fill(self, name: str, links: dict[str, str]) -> tuple[str, str, str]:
+        subject, text, html = self.parts
+        for link, stand_in in self.links.items():  # links first: a name never holds their stand-ins
+            subject, text = subject.replace(stand_in, links[link]), text.replace(stand_in, links[link])
+            html = html.replace(str(escape(stand_in)), str(escape(links[link])))
+        stand_in = _STAND_INS[0]
+        return (subject.replace(stand_in, name), text.replace(stand_in, name),
+                html.replace(str(escape(stand_in)), str(escape(name))))
 
 
 WIRE = compat32.clone(linesep="\r\n")  # smtplib sends bytes as they are: lines must end in CRLF

@@ -173,8 +173,34 @@ def test_a_batch_rendered_once_gives_each_recipient_the_bytes_of_their_own_rende
             args = (template, {"offer_id": "o1", **MAILS[template]}, f"r-{len(name)}@example.jp", name,
                     {"reservation_id": f"r{len(name)}", "cancel_token": "t", "lang": lang}, "<m1@cobuy.example>")
             assert renderer.render_wire(*args, batch="b1") == renderer.render_wire(*args), (lang, name)
-    # rendered once, not per recipient, unless it has links of the recipient's own
-    assert (renderer._shared[(template, "b1", "en")] is None) == (template == "reservation_accepted")
+    # rendered once for all of them: a fan-out per batch, a confirmation (links of each purchaser's
+    # own) per context, which every reservation of the offer shares
+    assert [value is not None for value in renderer._shared.values()] == [True, True]
+
+
+@pytest.mark.parametrize("pending", [False, True])
+def test_confirmations_of_one_offer_are_rendered_once_each_with_its_own_name_and_links(pending, monkeypatch):
+    monkeypatch.setattr(rendering, "_boundary", lambda: "===============42==")
+    monkeypatch.setattr(rendering, "format_datetime", lambda _: "Thu, 26 Nov 2026 17:47:08 +0000")
+    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example")
+    renders = []
+    real = renderer._parts
+    monkeypatch.setattr(renderer, "_parts", lambda *args, **kw: renders.append(args) or real(*args, **kw))
+    context = {"offer_id": "o1", **MAILS["reservation_accepted"]}
+    for i, name in enumerate(NAMES * 3):
+        extra = {"reservation_id": f"r-{i}", "cancel_token": f"c{i:040x}", "lang": ("en", "ja")[i % 2]}
+        if pending:
+            extra["verify_token"] = f"v{i:040x}"
+        args = ("reservation_accepted", context, f"p{i}@example.jp", name, extra, f"<m{i}@cobuy.example>")
+        mine = renderer.render_wire(*args, batch=f"batch-{i}")  # each confirmation is a batch of one
+        assert mine == renderer.render_wire(*args), (i, name)
+        text = email.message_from_bytes(mine, policy=email.policy.default).get_body(("plain",)).get_content()
+        assert f"/reservations/r-{i}/cancel?token=c{i:040x}" in text and (f"verify?token=v{i:040x}" in text) == pending
+    shared = len(renders) - len(NAMES) * 3  # the per-recipient renderings the comparison above made
+    assert shared == 6, shared  # three stand-in renderings per language, then none per purchaser
+    renderer.render_wire("reservation_accepted", {**context, "unit_price": 999}, "q@example.jp", "Q",
+                         {"reservation_id": "q", "cancel_token": "q", "lang": "en"}, "<q@x>", batch="q")
+    assert len(renders) - len(NAMES) * 3 == 9  # another condition is another rendering
 
 
 def test_a_template_that_reads_more_of_the_recipient_than_the_name_is_rendered_per_recipient(tmp_path, monkeypatch):
@@ -189,11 +215,19 @@ def test_a_template_that_reads_more_of_the_recipient_than_the_name_is_rendered_p
     (tmp_path / "raw.txt").write_text("Subject: Hi\n\nHello {{ recipient_name }}\n")
     (tmp_path / "raw.html").write_text("<p>{{ recipient_name | safe }}</p>")
     renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
-    for template in ("wrapped", "tested", "linked", "raw"):
-        for name in ("Mary Ann Long-Surname " * 4, "", "<i>x</i>"):
-            args = (template, {"offer_id": "o1"}, "a@x.io", name, {"reservation_id": "r1", "cancel_token": "t"}, "<m>")
+    (tmp_path / "link_wrapped.txt").write_text("Subject: Hi\n\n{{ ('Cancel: ' ~ cancel_url ~ ' now') | wrap }}\n")
+    (tmp_path / "link_wrapped.html").write_text("<p>{{ recipient_name }}</p>")
+    (tmp_path / "link_tested.txt").write_text("Subject: Hi\n\n{{ cancel_url[-2:] }} {{ cancel_url | length }}\n")
+    (tmp_path / "link_tested.html").write_text("<p>{{ recipient_name }}</p>")
+    (tmp_path / "token.txt").write_text("Subject: Hi\n\n{{ cancel_url }} {{ reservation_id }}\n")
+    (tmp_path / "token.html").write_text("<p>{{ recipient_name }}</p>")
+    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
+    for template in ("wrapped", "tested", "raw", "link_wrapped", "link_tested", "token"):
+        for i, name in enumerate(("Mary Ann Long-Surname " * 4, "", "<i>x</i>")):
+            extra = {"reservation_id": f"r{i}", "cancel_token": "t" * (i * 30 + 1)}
+            args = (template, {"offer_id": "o1"}, "a@x.io", name, extra, "<m>")
             assert renderer.render_wire(*args, batch="b") == renderer.render_wire(*args), (template, name)
-        assert renderer._shared[(template, "b", "en")] is None, template
+        assert all(value is None for key, value in renderer._shared.items() if key[0] == template), template
 
 
 @pytest.mark.parametrize("body", ["", "a", "a\n", "\n\n\n", "a\r\nb", "a\rb\r", "y" * 200, "=" * 100 + "\n",
