@@ -11,10 +11,12 @@ by `make install`); money and instants are written the language's way.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import sys
 import textwrap
+import time
 import unicodedata
 from datetime import datetime
 from email import quoprimime
@@ -29,7 +31,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from babel.support import NullTranslations, Translations
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, meta, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, meta, nodes, select_autoescape
 from markupsafe import Markup, escape
 
 from shared import clock, languages
@@ -89,9 +91,12 @@ class Renderer:
         if template_dir:
             loaders.insert(0, FileSystemLoader(str(template_dir)))
         self.loader = ChoiceLoader(loaders)
+        self.folders = [str(template_dir), str(SHIPPED)] if template_dir else [str(SHIPPED)]
         self.envs = {lang: self._environments(lang) for lang in languages.LANGUAGES}
-        self._shared: dict[tuple[str, str, str], _Shared | None] = {}  # (template, batch, language)
-        self._variables: dict[tuple[str, str], frozenset[str]] = {}
+        self._shared: dict[tuple, _Shared | None] = {}  # see _shared_parts
+        self._variables: dict[tuple[str, str], tuple[frozenset[str], frozenset[str]]] = {}
+        self._files: tuple = ()  # the template files as last seen: an operator's edit empties the caches
+        self._files_seen_at = 0.0
 
     def _environments(self, lang: str) -> tuple[Environment, Environment]:
         """(text, html) for one language: its words, money and instants."""
@@ -182,16 +187,21 @@ class Renderer:
         The key: a batch and the language, for a fan-out (every recipient shares the batch's context);
         for a mail with links of the recipient's own (a reservation's confirmation: each is a batch of
         one), the context itself, which every reservation of an offer under one condition shares."""
+        self._notice_edits()
         lang = languages.supported(extra.get("lang")) or languages.DEFAULT
-        reads = self._reads(template, lang)
+        reads, plain = self._reads(template, lang)
         links = tuple(name for name in self._links(extra) if name in reads)
+        # the context as it came (its key order is what a template's loop shows), and which extras
+        # this recipient has: one with a verify token never shares the rendering of one without
         key = (template, batch, lang) if not links else (
-            template, json.dumps(context, sort_keys=True, default=str), lang, links)
+            template, json.dumps(context, default=str), lang, links, tuple(sorted(extra)))
         found = self._shared.get(key, _MISSING)
         if found is not _MISSING:
             return found
         shared = None
-        if not (reads & ({"recipient"} | (extra.keys() - {"lang"}))):
+        # a link is only ever written as it is ({{ cancel_url }}) or tested for being there: a filter
+        # on it could treat every stand-in alike and a real link otherwise
+        if not (reads & ({"recipient"} | (extra.keys() - {"lang"}))) and set(links) <= plain:
             stand_ins = [(name, {link: values[i] for i, link in enumerate(links)})
                          for name, values in zip(_STAND_INS, _LINK_STAND_INS)]
             renders = [self._parts(template, context, "stand-in@invalid", name, {"lang": lang}, own)
@@ -204,10 +214,13 @@ class Renderer:
         self._shared[key] = shared
         return shared
 
-    def _reads(self, template: str, lang: str) -> frozenset[str]:
-        """Every variable the template's text and HTML (and what they extend or include) read."""
+    def _reads(self, template: str, lang: str) -> tuple[frozenset[str], frozenset[str]]:
+        """(every variable the template's text and HTML, and what they extend or include, read; the
+        recipient's links among them that are only ever written as they are or tested for being
+        defined)."""
         if (template, lang) not in self._variables:
             names: set[str] = set()
+            misused: set[str] = set()
             for env, name in zip(self.envs[lang], (f"{template}.txt", f"{template}.html")):
                 todo, seen = [name], set()
                 while todo:
@@ -217,19 +230,63 @@ class Renderer:
                     seen.add(current)
                     tree = env.parse(env.loader.get_source(env, current)[0])
                     names |= meta.find_undeclared_variables(tree)
+                    misused |= _links_not_written_plainly(tree)
                     for referenced in meta.find_referenced_templates(tree):
                         if referenced is None:  # a name computed at render time: anything may be read
                             names.add("recipient")
                         else:
                             todo.append(referenced)
-            self._variables[(template, lang)] = frozenset(names)
+            links = {f"{kind}_url" for kind in _LINKS}
+            self._variables[(template, lang)] = (frozenset(names), frozenset(links - misused))
         return self._variables[(template, lang)]
+
+    def _notice_edits(self) -> None:
+        """An operator may edit their templates while the mailer runs (Jinja reloads an edited file):
+        at most once a second, look at the files, and forget every rendering kept when one changed."""
+        now = time.monotonic()
+        if now - self._files_seen_at < 1.0:
+            return
+        self._files_seen_at = now
+        files = []
+        for folder in self.folders:
+            for root, _dirs, names in os.walk(folder):
+                for name in names:
+                    try:
+                        stat = os.stat(os.path.join(root, name))
+                    except OSError:
+                        continue
+                    files.append((root, name, stat.st_mtime_ns, stat.st_size))
+        files = tuple(sorted(files))
+        if files != self._files:
+            self._files = files
+            self._shared.clear()
+            self._variables.clear()
+
+
+def _links_not_written_plainly(tree: nodes.Template) -> set[str]:
+    """The recipient's links the template uses otherwise than `{{ link }}` or `link is defined`."""
+    links = {f"{kind}_url" for kind in _LINKS}
+    misused = set()
+    todo = [tree]
+    while todo:
+        parent = todo.pop()
+        for child in parent.iter_child_nodes():
+            if isinstance(child, nodes.Name) and child.name in links:
+                written = isinstance(parent, nodes.Output)
+                tested = isinstance(parent, nodes.Test) and parent.name in ("defined", "undefined")
+                if not (written or tested):
+                    misused.add(child.name)
+            todo.append(child)
+    return misused
 
 
 _MISSING = object()
 # Names and links cannot hold NUL (planning.one_line makes every name printable; a link is a URL), so
 # these never collide with one, nor with each other.
-_STAND_INS = ("\0<&" + "a" * 48 + " " + "b" * 48 + "\0", "\0<&n\0", "")
+# Mixed case, a tag, punctuation, long and short: a filter on the name (lower, capitalize, striptags,
+# truncate, replace of a common character…) changes one stand-in and not another, and the mail is
+# then rendered per recipient.
+_STAND_INS = ("\0<&" + "Ab" * 24 + " <b>x</b> .,;:!?'\"-_/()[]@#$%*+=~|" + "B" * 48 + "\0", "\0<&n\0", "")
 _LINK_STAND_INS = (("\0<&L" + "u" * 90 + "\0", "\0<&M" + "v" * 90 + "\0"), ("\0<&l\0", "\0<&m\0"),
                    ("\0K\0", "\0J\0"))  # (cancel_url, verify_url) in each set
 _LINKS = ("cancel", "verify")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import time
 
 import pytest
 
@@ -239,3 +240,85 @@ def test_bodies_encoded_line_by_line_are_what_the_email_package_encodes(body):
 
     whole = quoprimime.body_encode(body.encode("utf-8").decode("latin-1"))
     assert rendering._qp(body) == re.sub(r"\r\n|\r|\n", "\r\n", whole)
+
+
+# -- red team: the confirmation rendered once per context ------------------------------------------
+
+RID, TOKEN = "3f2b8c1e-9a4d-4e6f-8b2a-1c3d5e7f9a0b", "Xy" * 21 + "_"  # a uuid, a token_urlsafe(32)-sized token
+
+
+def _fixed_wire(monkeypatch):
+    monkeypatch.setattr(rendering, "_boundary", lambda: "===============42==")
+    monkeypatch.setattr(rendering, "format_datetime", lambda _: "Thu, 26 Nov 2026 17:47:08 +0000")
+
+
+@pytest.mark.parametrize("text, html", [
+    ("Subject: Hi\n\n{{ cancel_url }}\n", "<p>{{ cancel_url | urlize }}</p>"),
+    ("Subject: Hi\n\nCancel: {{ cancel_url | replace('https://', '') }}\n", "<p>x</p>"),
+    ("Subject: Hi\n\n{{ cancel_url | truncate(100) }}\n", "<p>x</p>"),
+    ("Subject: Hi\n\n{{ cancel_url | wordwrap(100) }}\n", "<p>x</p>"),
+    ("Subject: Hi\n\n{% if cancel_url.startswith('https://') %}Cancel: {% endif %}{{ cancel_url }}\n", "<p>x</p>"),
+    ("Subject: Hi\n\n{% if cancel_url | length > 100 %}(long link){% endif %} {{ cancel_url }}\n", "<p>x</p>"),
+    ("Subject: Hi\n\n{{ cancel_url.split('?')[0] }}\n", "<p>x</p>"),
+], ids=["urlize", "replace", "truncate", "wordwrap", "startswith", "length-test", "split"])
+def test_a_link_filter_that_leaves_the_stand_ins_alone_but_not_a_real_link_is_rendered_per_recipient(
+        text, html, tmp_path, monkeypatch):
+    _fixed_wire(monkeypatch)
+    (tmp_path / "op.txt").write_text(text)
+    (tmp_path / "op.html").write_text(html)
+    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
+    args = ("op", {"offer_id": "o1"}, "a@x.io", "Ann", {"reservation_id": RID, "cancel_token": TOKEN}, "<m>")
+    assert renderer.render_wire(*args, batch="b") == renderer.render_wire(*args)
+
+
+def test_a_pending_confirmation_after_an_active_one_of_the_same_offer_keeps_its_verify_code(tmp_path, monkeypatch):
+    _fixed_wire(monkeypatch)
+    (tmp_path / "op.txt").write_text("Subject: Hi\n\n{% if verify_token is defined %}Your code: {{ verify_token }}\n"
+                                     "{% endif %}Cancel: {{ cancel_url }}\n")
+    (tmp_path / "op.html").write_text("<p>{{ recipient_name }}</p>")
+    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
+    active = ("op", {"offer_id": "o1"}, "a@x.io", "Ann", {"reservation_id": "r1", "cancel_token": "c1"}, "<m1>")
+    pending = ("op", {"offer_id": "o1"}, "b@x.io", "Bob",
+               {"reservation_id": "r2", "cancel_token": "c2", "verify_token": "V2"}, "<m2>")
+    assert renderer.render_wire(*active, batch="b1") == renderer.render_wire(*active)
+    assert renderer.render_wire(*pending, batch="b2") == renderer.render_wire(*pending)
+
+
+def test_contexts_that_differ_only_in_key_order_are_not_one_rendering(tmp_path, monkeypatch):
+    _fixed_wire(monkeypatch)
+    (tmp_path / "op.txt").write_text("Subject: Hi\n\n{% for k, v in specs.items() %}{{ k }}: {{ v }}\n{% endfor %}"
+                                     "{{ cancel_url }}\n")
+    (tmp_path / "op.html").write_text("<p>{{ recipient_name }}</p>")
+    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
+    for i, specs in enumerate(({"colour": "red", "size": "L"}, {"size": "L", "colour": "red"})):
+        args = ("op", {"offer_id": "o1", "specs": specs}, "a@x.io", "Ann",
+                {"reservation_id": f"r{i}", "cancel_token": f"c{i}"}, "<m>")
+        assert renderer.render_wire(*args, batch=f"b{i}") == renderer.render_wire(*args), specs
+
+
+def test_an_operator_template_edited_while_the_mailer_runs_is_used_for_the_next_confirmation(tmp_path, monkeypatch):
+    import os
+
+    _fixed_wire(monkeypatch)
+    (tmp_path / "op.txt").write_text("Subject: Hi\n\nHello {{ recipient_name }}: {{ cancel_url }}\n")
+    (tmp_path / "op.html").write_text("<p>{{ recipient_name }}</p>")
+    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
+    first = ("op", {"offer_id": "o1"}, "a@x.io", "Ann", {"reservation_id": "r1", "cancel_token": "c1"}, "<m1>")
+    assert renderer.render_wire(*first, batch="b1") == renderer.render_wire(*first)
+    (tmp_path / "op.txt").write_text("Subject: Hi\n\nHello {{ recipient_name }} <{{ recipient }}>: {{ cancel_url }}\n")
+    os.utime(tmp_path / "op.txt", (1e9 + 10, 2e9))  # a later mtime: Jinja reloads the template
+    later_by = time.monotonic() + 1.1  # the renderer looks at the files at most once a second
+    monkeypatch.setattr(rendering.time, "monotonic", lambda: later_by)
+    for later in (("op", {"offer_id": "o1"}, "b@x.io", "Bob", {"reservation_id": "r2", "cancel_token": "c2"}, "<m2>"),
+                  ("op", {"offer_id": "o2"}, "c@x.io", "Cy", {"reservation_id": "r3", "cancel_token": "c3"}, "<m3>")):
+        assert renderer.render_wire(*later, batch=later[5]) == renderer.render_wire(*later), later[2]
+
+
+@pytest.mark.parametrize("filtered", ["lower", "capitalize", "striptags"])
+def test_a_name_filter_that_leaves_the_name_stand_ins_alone_is_rendered_per_recipient(filtered, tmp_path, monkeypatch):
+    _fixed_wire(monkeypatch)
+    (tmp_path / "op.txt").write_text(f"Subject: Hi\n\nHello {{{{ recipient_name | {filtered} }}}}: {{{{ cancel_url }}}}\n")
+    (tmp_path / "op.html").write_text(f"<p>{{{{ recipient_name | {filtered} }}}}</p>")
+    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
+    args = ("op", {"offer_id": "o1"}, "a@x.io", "ZOË <b>Ünal</b>", {"reservation_id": "r1", "cancel_token": "c"}, "<m>")
+    assert renderer.render_wire(*args, batch="b") == renderer.render_wire(*args)
