@@ -11,9 +11,10 @@ of cobuy's own code runs; `bench/run.py`'s B1 divides the same machine time by w
 through, so the two compare directly.
 
 - `request`: B1r's bare app (bench/bare_app.py: Flask under gunicorn, the reservation service's
-  workers and threads, one INSERT through a psycopg pool), wrk at 64 connections with B1's script.
+  workers and threads, one INSERT through a psycopg pool), wrk at 64 connections with B1's script;
+  `app_ms` is the app's own processes' CPU per request, comparable to B1's reservation web.
 - `request+hop`: the same behind a bare aiohttp pass-through proxy (one worker on uvloop, as the
-  gateway runs); the hop is the difference.
+  gateway runs); the hop is the difference, `proxy_ms` the proxy's own CPU (B1's gateway, bare).
 - `message`: kombu publishes an event-sized JSON body, persistent, to a durable queue, with publisher
   confirms awaited once per 50 (as the relay's batches are); a second process consumes and acks
   each one (prefetch 100).
@@ -34,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import AMQP, PG, machine_busy, wrk  # noqa: E402
+from bench.run import AMQP, PG, Bench, machine_busy, wrk  # noqa: E402
 
 PROXY = '''
 import sys, asyncio, uvloop
@@ -167,9 +168,13 @@ def request_rows(args, idle: float) -> dict:
                 result.update(wrk(base, 64, args.seconds, "reserve.lua", f"/reserve/{label}", label.replace("+", "")))
                 return result["requests"]
 
+            own = {process: Bench.tree_cpu(process.pid) for process in (bare, proxy)}
             ms, done = measured(drive, idle)
+            own = {process: (Bench.tree_cpu(process.pid) - cpu) * 1000 / done for process, cpu in own.items()}
             rows[label] = {"ms": round(ms, 3), "done": done, "rps": round(result["rps"]), "errors": result["errors"],
-                           "p99_ms": round(result["p99_ms"], 1)}
+                           "p99_ms": round(result["p99_ms"], 1), "app_ms": round(own[bare], 3)}
+            if label == "request+hop":
+                rows[label]["proxy_ms"] = round(own[proxy], 3)
     finally:
         for process in (proxy, bare):
             process.terminate()

@@ -293,6 +293,13 @@ class Bench:
             count_events = c.execute(text("SELECT count(*) FROM reservation.outbox "
                                           "WHERE type='ReservationCountChanged' AND body LIKE :o"),
                                      {"o": f'%{offer["id"]}%'}).scalar()
+            # B2's stages, from the rows themselves: a count event's wait for the relay (recorded → sent),
+            # then for catalog's consumer (sent → applied), and the spacing of counts (coalescing)
+            stages = c.execute(text(
+                "SELECT o.created_at, o.sent_at, i.processed_at FROM reservation.outbox o "
+                "LEFT JOIN catalog.inbox i ON i.event_id = o.event_id "
+                "WHERE o.type = 'ReservationCountChanged' AND o.body LIKE :o ORDER BY o.created_at"),
+                {"o": f'%{offer["id"]}%'}).all()
         shown = self.count(offer["id"])
         probes = len(freshness)
         result.update({"count_in_db": in_db, "count_shown": shown, "probe_reservations": probes,
@@ -311,7 +318,7 @@ class Bench:
         p99 = fresh[min(len(fresh) - 1, int(0.99 * len(fresh)))] * 1000 if fresh else None
         self.results["B2"] = {"value": round(p99, 1) if p99 else None, "samples": len(fresh),
                               "p50_ms": round(statistics.median(fresh) * 1000, 1) if fresh else None,
-                              "ok": p99 is not None and p99 <= 250}
+                              "stages_ms": count_stages(stages), "ok": p99 is not None and p99 <= 250}
         engine.dispose()
 
     def b1r(self):
@@ -527,6 +534,19 @@ def machine_busy() -> tuple[float, float]:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK"), time.time()
 
 
+def count_stages(rows) -> dict:
+    """(recorded, sent, applied by catalog) of each count event, in order → p50/p99 of each stage, ms."""
+    def spread(values: list[float]) -> dict:
+        values = sorted(v * 1000 for v in values)
+        return {"p50": percentile(values, 0.5), "p99": percentile(values, 0.99), "n": len(values)}
+
+    return {
+        "recorded_to_sent": spread([(sent - made).total_seconds() for made, sent, _ in rows if sent]),
+        "sent_to_applied": spread([(applied - sent).total_seconds() for _, sent, applied in rows if sent and applied]),
+        "between_counts": spread([(b[0] - a[0]).total_seconds() for a, b in zip(rows, rows[1:])]),
+    }
+
+
 def percentile(values: list[float], q: float) -> float | None:
     return round(values[int(q * (len(values) - 1))], 3) if values else None
 
@@ -683,6 +703,7 @@ def main() -> int:
         print(f"B1 p99 {b1['p99_ms']} ms, errors {b1['errors']}, count exact: {b1['count_exact']}, "
               f"ReservationCountChanged events: {b1['count_events']} for {b1['count_in_db']} reservations")
         print(f"B1 RSS MB: {b1['rss_mb']}")
+        print(f"B2 stages of the count events, ms: {bench.results['B2']['stages_ms']}")
         print(f"B1 CPU s over {args.b1_seconds} s: {b1['cpu_s']}; the whole machine "
               f"{b1['machine_ms_per_reservation']} ms a reservation (bench/floor.py's unit)")
     if "B8" in bench.results:
