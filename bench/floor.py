@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.gateway_cpu import wait_for_port as wait_port  # noqa: E402
 from bench.run import AMQP, PG, Bench, machine_busy, wrk  # noqa: E402
 
 PROXY = '''
@@ -116,18 +117,6 @@ def measured(run, idle: float) -> tuple[float, int]:
     done = run()
     busy2, at2 = machine_busy()
     return ((busy2 - busy) - idle * (at2 - at)) * 1000 / done, done
-
-
-def wait_port(port: int, seconds: float = 30) -> None:
-    import socket
-
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 def free_port() -> int:

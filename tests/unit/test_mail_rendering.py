@@ -207,23 +207,20 @@ def test_confirmations_of_one_offer_are_rendered_once_each_with_its_own_name_and
 def test_a_template_that_reads_more_of_the_recipient_than_the_name_is_rendered_per_recipient(tmp_path, monkeypatch):
     monkeypatch.setattr(rendering, "_boundary", lambda: "===============42==")
     monkeypatch.setattr(rendering, "format_datetime", lambda _: "Thu, 26 Nov 2026 17:47:08 +0000")
-    (tmp_path / "wrapped.txt").write_text("Subject: Hi\n\n{{ ('Dear ' ~ recipient_name ~ ', ' ~ 'words ' * 12) | wrap }}\n")
-    (tmp_path / "wrapped.html").write_text("<p>{{ recipient_name }}</p>")
-    (tmp_path / "tested.txt").write_text("Subject: Hi\n\n{% if recipient_name %}Hello {{ recipient_name }}{% endif %}\n")
-    (tmp_path / "tested.html").write_text("<p>{{ recipient_name }}</p>")
-    (tmp_path / "linked.txt").write_text("Subject: Hi {{ recipient_name }}\n\n{{ cancel_url }}\n")
-    (tmp_path / "linked.html").write_text("<p>{{ recipient_name }}</p>")
-    (tmp_path / "raw.txt").write_text("Subject: Hi\n\nHello {{ recipient_name }}\n")
-    (tmp_path / "raw.html").write_text("<p>{{ recipient_name | safe }}</p>")
+    plain_html = "<p>{{ recipient_name }}</p>"
+    templates = {  # each reads the recipient otherwise than writing the name and links as they are
+        "wrapped": ("{{ ('Dear ' ~ recipient_name ~ ', ' ~ 'words ' * 12) | wrap }}", plain_html),
+        "tested": ("{% if recipient_name %}Hello {{ recipient_name }}{% endif %}", plain_html),
+        "raw": ("Hello {{ recipient_name }}", "<p>{{ recipient_name | safe }}</p>"),
+        "link_wrapped": ("{{ ('Cancel: ' ~ cancel_url ~ ' now') | wrap }}", plain_html),
+        "link_tested": ("{{ cancel_url[-2:] }} {{ cancel_url | length }}", plain_html),
+        "token": ("{{ cancel_url }} {{ reservation_id }}", plain_html),
+    }
+    for template, (text, html) in templates.items():
+        (tmp_path / f"{template}.txt").write_text(f"Subject: Hi\n\n{text}\n")
+        (tmp_path / f"{template}.html").write_text(html)
     renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
-    (tmp_path / "link_wrapped.txt").write_text("Subject: Hi\n\n{{ ('Cancel: ' ~ cancel_url ~ ' now') | wrap }}\n")
-    (tmp_path / "link_wrapped.html").write_text("<p>{{ recipient_name }}</p>")
-    (tmp_path / "link_tested.txt").write_text("Subject: Hi\n\n{{ cancel_url[-2:] }} {{ cancel_url | length }}\n")
-    (tmp_path / "link_tested.html").write_text("<p>{{ recipient_name }}</p>")
-    (tmp_path / "token.txt").write_text("Subject: Hi\n\n{{ cancel_url }} {{ reservation_id }}\n")
-    (tmp_path / "token.html").write_text("<p>{{ recipient_name }}</p>")
-    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
-    for template in ("wrapped", "tested", "raw", "link_wrapped", "link_tested", "token"):
+    for template in templates:
         for i, name in enumerate(("Mary Ann Long-Surname " * 4, "", "<i>x</i>")):
             extra = {"reservation_id": f"r{i}", "cancel_token": "t" * (i * 30 + 1)}
             args = (template, {"offer_id": "o1"}, "a@x.io", name, extra, "<m>")
@@ -252,6 +249,19 @@ def _fixed_wire(monkeypatch):
     monkeypatch.setattr(rendering, "format_datetime", lambda _: "Thu, 26 Nov 2026 17:47:08 +0000")
 
 
+def _operator_template(tmp_path, monkeypatch, text: str, html: str = "<p>{{ recipient_name }}</p>") -> Renderer:
+    """A renderer with an operator's template `op` (COBUY_MAIL_TEMPLATE_DIR), on fixed wire values."""
+    _fixed_wire(monkeypatch)
+    (tmp_path / "op.txt").write_text(text)
+    (tmp_path / "op.html").write_text(html)
+    return Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
+
+
+def _as_if_alone(renderer: Renderer, batch: str, *args) -> None:
+    """Rendered as part of a batch, a recipient's mail is byte for byte their own rendering."""
+    assert renderer.render_wire(*args, batch=batch) == renderer.render_wire(*args), args
+
+
 @pytest.mark.parametrize("text, html", [
     ("Subject: Hi\n\n{{ cancel_url }}\n", "<p>{{ cancel_url | urlize }}</p>"),
     ("Subject: Hi\n\nCancel: {{ cancel_url | replace('https://', '') }}\n", "<p>x</p>"),
@@ -263,62 +273,47 @@ def _fixed_wire(monkeypatch):
 ], ids=["urlize", "replace", "truncate", "wordwrap", "startswith", "length-test", "split"])
 def test_a_link_filter_that_leaves_the_stand_ins_alone_but_not_a_real_link_is_rendered_per_recipient(
         text, html, tmp_path, monkeypatch):
-    _fixed_wire(monkeypatch)
-    (tmp_path / "op.txt").write_text(text)
-    (tmp_path / "op.html").write_text(html)
-    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
-    args = ("op", {"offer_id": "o1"}, "a@x.io", "Ann", {"reservation_id": RID, "cancel_token": TOKEN}, "<m>")
-    assert renderer.render_wire(*args, batch="b") == renderer.render_wire(*args)
+    renderer = _operator_template(tmp_path, monkeypatch, text, html)
+    _as_if_alone(renderer, "b", "op", {"offer_id": "o1"}, "a@x.io", "Ann", {"reservation_id": RID, "cancel_token": TOKEN},
+                 "<m>")
 
 
 def test_a_pending_confirmation_after_an_active_one_of_the_same_offer_keeps_its_verify_code(tmp_path, monkeypatch):
-    _fixed_wire(monkeypatch)
-    (tmp_path / "op.txt").write_text("Subject: Hi\n\n{% if verify_token is defined %}Your code: {{ verify_token }}\n"
-                                     "{% endif %}Cancel: {{ cancel_url }}\n")
-    (tmp_path / "op.html").write_text("<p>{{ recipient_name }}</p>")
-    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
-    active = ("op", {"offer_id": "o1"}, "a@x.io", "Ann", {"reservation_id": "r1", "cancel_token": "c1"}, "<m1>")
-    pending = ("op", {"offer_id": "o1"}, "b@x.io", "Bob",
-               {"reservation_id": "r2", "cancel_token": "c2", "verify_token": "V2"}, "<m2>")
-    assert renderer.render_wire(*active, batch="b1") == renderer.render_wire(*active)
-    assert renderer.render_wire(*pending, batch="b2") == renderer.render_wire(*pending)
+    renderer = _operator_template(tmp_path, monkeypatch, "Subject: Hi\n\n{% if verify_token is defined %}"
+                                  "Your code: {{ verify_token }}\n{% endif %}Cancel: {{ cancel_url }}\n")
+    _as_if_alone(renderer, "b1", "op", {"offer_id": "o1"}, "a@x.io", "Ann", {"reservation_id": "r1", "cancel_token": "c1"},
+                 "<m1>")
+    _as_if_alone(renderer, "b2", "op", {"offer_id": "o1"}, "b@x.io", "Bob",
+                 {"reservation_id": "r2", "cancel_token": "c2", "verify_token": "V2"}, "<m2>")
 
 
 def test_contexts_that_differ_only_in_key_order_are_not_one_rendering(tmp_path, monkeypatch):
-    _fixed_wire(monkeypatch)
-    (tmp_path / "op.txt").write_text("Subject: Hi\n\n{% for k, v in specs.items() %}{{ k }}: {{ v }}\n{% endfor %}"
-                                     "{{ cancel_url }}\n")
-    (tmp_path / "op.html").write_text("<p>{{ recipient_name }}</p>")
-    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
+    renderer = _operator_template(tmp_path, monkeypatch, "Subject: Hi\n\n{% for k, v in specs.items() %}"
+                                  "{{ k }}: {{ v }}\n{% endfor %}{{ cancel_url }}\n")
     for i, specs in enumerate(({"colour": "red", "size": "L"}, {"size": "L", "colour": "red"})):
-        args = ("op", {"offer_id": "o1", "specs": specs}, "a@x.io", "Ann",
-                {"reservation_id": f"r{i}", "cancel_token": f"c{i}"}, "<m>")
-        assert renderer.render_wire(*args, batch=f"b{i}") == renderer.render_wire(*args), specs
+        _as_if_alone(renderer, f"b{i}", "op", {"offer_id": "o1", "specs": specs}, "a@x.io", "Ann",
+                     {"reservation_id": f"r{i}", "cancel_token": f"c{i}"}, "<m>")
 
 
 def test_an_operator_template_edited_while_the_mailer_runs_is_used_for_the_next_confirmation(tmp_path, monkeypatch):
     import os
 
-    _fixed_wire(monkeypatch)
-    (tmp_path / "op.txt").write_text("Subject: Hi\n\nHello {{ recipient_name }}: {{ cancel_url }}\n")
-    (tmp_path / "op.html").write_text("<p>{{ recipient_name }}</p>")
-    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
-    first = ("op", {"offer_id": "o1"}, "a@x.io", "Ann", {"reservation_id": "r1", "cancel_token": "c1"}, "<m1>")
-    assert renderer.render_wire(*first, batch="b1") == renderer.render_wire(*first)
+    renderer = _operator_template(tmp_path, monkeypatch, "Subject: Hi\n\nHello {{ recipient_name }}: {{ cancel_url }}\n")
+    _as_if_alone(renderer, "b1", "op", {"offer_id": "o1"}, "a@x.io", "Ann", {"reservation_id": "r1", "cancel_token": "c1"},
+                 "<m1>")
     (tmp_path / "op.txt").write_text("Subject: Hi\n\nHello {{ recipient_name }} <{{ recipient }}>: {{ cancel_url }}\n")
     os.utime(tmp_path / "op.txt", (1e9 + 10, 2e9))  # a later mtime: Jinja reloads the template
     later_by = time.monotonic() + 1.1  # the renderer looks at the files at most once a second
     monkeypatch.setattr(rendering.time, "monotonic", lambda: later_by)
     for later in (("op", {"offer_id": "o1"}, "b@x.io", "Bob", {"reservation_id": "r2", "cancel_token": "c2"}, "<m2>"),
                   ("op", {"offer_id": "o2"}, "c@x.io", "Cy", {"reservation_id": "r3", "cancel_token": "c3"}, "<m3>")):
-        assert renderer.render_wire(*later, batch=later[5]) == renderer.render_wire(*later), later[2]
+        _as_if_alone(renderer, later[5], *later)
 
 
 @pytest.mark.parametrize("filtered", ["lower", "capitalize", "striptags"])
 def test_a_name_filter_that_leaves_the_name_stand_ins_alone_is_rendered_per_recipient(filtered, tmp_path, monkeypatch):
-    _fixed_wire(monkeypatch)
-    (tmp_path / "op.txt").write_text(f"Subject: Hi\n\nHello {{{{ recipient_name | {filtered} }}}}: {{{{ cancel_url }}}}\n")
-    (tmp_path / "op.html").write_text(f"<p>{{{{ recipient_name | {filtered} }}}}</p>")
-    renderer = Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example", tmp_path)
-    args = ("op", {"offer_id": "o1"}, "a@x.io", "ZOË <b>Ünal</b>", {"reservation_id": "r1", "cancel_token": "c"}, "<m>")
-    assert renderer.render_wire(*args, batch="b") == renderer.render_wire(*args)
+    renderer = _operator_template(tmp_path, monkeypatch,
+                                  f"Subject: Hi\n\nHello {{{{ recipient_name | {filtered} }}}}: {{{{ cancel_url }}}}\n",
+                                  f"<p>{{{{ recipient_name | {filtered} }}}}</p>")
+    _as_if_alone(renderer, "b", "op", {"offer_id": "o1"}, "a@x.io", "ZOË <b>Ünal</b>",
+                 {"reservation_id": "r1", "cancel_token": "c"}, "<m>")
