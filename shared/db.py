@@ -5,6 +5,7 @@ import hashlib
 import os
 import time
 from datetime import datetime, timezone
+from functools import lru_cache
 
 from sqlalchemy import DateTime, Engine, create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -171,14 +172,22 @@ def dialect_insert(session: Session, table):
     return (postgresql if is_postgres(session) else sqlite).insert(table)
 
 
+@lru_cache(maxsize=256)
+def _ignoring(postgres: bool, table, index_elements: tuple[str, ...], returning: bool):
+    """INSERT … ON CONFLICT DO NOTHING into `table`, built once and given its values as parameters:
+    SQLAlchemy then finds the compiled form by the statement's memoized cache key, instead of building
+    and keying a new statement on every call (~0.1 ms each; every consumed event makes one or more)."""
+    stmt = (postgresql if postgres else sqlite).insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+    return stmt.returning(table.c[index_elements[0]]) if returning else stmt
+
+
 def insert_ignore(session: Session, table, values: dict, index_elements: list[str]) -> bool:
     """INSERT … ON CONFLICT DO NOTHING on both dialects; True when the row was inserted.
 
     Uses RETURNING rather than rowcount, which drivers do not report alike for this statement.
     """
-    stmt = (dialect_insert(session, table).values(values).on_conflict_do_nothing(index_elements=index_elements)
-            .returning(table.c[index_elements[0]]))
-    return session.execute(stmt).first() is not None
+    stmt = _ignoring(is_postgres(session), table, tuple(index_elements), True)
+    return session.execute(stmt, values).first() is not None
 
 
 def db_now(session: Session) -> datetime:
@@ -210,4 +219,4 @@ def insert_ignore_many(session: Session, table, rows: list[dict], index_elements
     """Bulk INSERT … ON CONFLICT DO NOTHING (executemany: fast for thousands of rows)."""
     if not rows:
         return
-    session.execute(dialect_insert(session, table).on_conflict_do_nothing(index_elements=index_elements), rows)
+    session.execute(_ignoring(is_postgres(session), table, tuple(index_elements), False), rows)

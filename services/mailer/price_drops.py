@@ -23,13 +23,15 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from types import SimpleNamespace
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock, doorbell
-from shared.db import dialect_insert, insert_ignore
+from shared.db import dialect_insert, insert_ignore, is_postgres
 from shared.envelope import Envelope
 from shared.events import read
 
@@ -81,14 +83,20 @@ def note_purchaser(session: Session, heard: HeardPurchaser, active: bool) -> Non
             or not deliverable(heard.email):
         log.warning("reservation event with an id or address we cannot store; not noted for price drops")
         return
-    stmt = dialect_insert(session, purchasers).values(
-        reservation_id=heard.reservation_id, offer_id=heard.offer_id, email=heard.email,
-        name=one_line(heard.name), active=active, revision=int(heard.revision), lang=language(heard.lang))
-    session.execute(stmt.on_conflict_do_update(
+    session.execute(_noting(is_postgres(session)), {
+        "reservation_id": heard.reservation_id, "offer_id": heard.offer_id, "email": heard.email,
+        "name": one_line(heard.name), "active": active, "revision": int(heard.revision), "lang": language(heard.lang)})
+
+
+@lru_cache(maxsize=2)
+def _noting(postgres: bool):
+    """note_purchaser's upsert, built once (each reservation event makes one)."""
+    stmt = (postgresql if postgres else sqlite).insert(purchasers)
+    return stmt.on_conflict_do_update(
         index_elements=["reservation_id"],
         set_={"email": stmt.excluded.email, "name": stmt.excluded.name, "active": stmt.excluded.active,
               "revision": stmt.excluded.revision, "lang": stmt.excluded.lang},
-        where=purchasers.c.revision <= stmt.excluded.revision))
+        where=purchasers.c.revision <= stmt.excluded.revision)
 
 
 def _instant(event: Envelope) -> datetime:
