@@ -169,7 +169,12 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def dialect_insert(session: Session, table):
     """An INSERT that knows ON CONFLICT, in the session's dialect (PostgreSQL or SQLite)."""
-    return (postgresql if is_postgres(session) else sqlite).insert(table)
+    return insert_for(is_postgres(session), table)
+
+
+def insert_for(postgres: bool, table):
+    """dialect_insert by dialect rather than session: for a statement built once per dialect."""
+    return (postgresql if postgres else sqlite).insert(table)
 
 
 @lru_cache(maxsize=256)
@@ -177,7 +182,7 @@ def _ignoring(postgres: bool, table, index_elements: tuple[str, ...], returning:
     """INSERT … ON CONFLICT DO NOTHING into `table`, built once and given its values as parameters:
     SQLAlchemy then finds the compiled form by the statement's memoized cache key, instead of building
     and keying a new statement on every call (~0.1 ms each; every consumed event makes one or more)."""
-    stmt = (postgresql if postgres else sqlite).insert(table).on_conflict_do_nothing(index_elements=list(index_elements))
+    stmt = insert_for(postgres, table).on_conflict_do_nothing(index_elements=list(index_elements))
     return stmt.returning(table.c[index_elements[0]]) if returning else stmt
 
 

@@ -27,11 +27,10 @@ from functools import lru_cache
 from types import SimpleNamespace
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock, doorbell
-from shared.db import dialect_insert, insert_ignore, is_postgres
+from shared.db import dialect_insert, insert_for, insert_ignore, is_postgres
 from shared.envelope import Envelope
 from shared.events import read
 
@@ -91,7 +90,7 @@ def note_purchaser(session: Session, heard: HeardPurchaser, active: bool) -> Non
 @lru_cache(maxsize=2)
 def _noting(postgres: bool):
     """note_purchaser's upsert, built once (each reservation event makes one)."""
-    stmt = (postgresql if postgres else sqlite).insert(purchasers)
+    stmt = insert_for(postgres, purchasers)
     return stmt.on_conflict_do_update(
         index_elements=["reservation_id"],
         set_={"email": stmt.excluded.email, "name": stmt.excluded.name, "active": stmt.excluded.active,
