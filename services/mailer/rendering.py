@@ -167,9 +167,10 @@ class Renderer:
         recipient changes in them is the name (see `_shared_parts`)."""
         if template == "concluded_holder":
             return self.render(template, context, recipient, recipient_name, extra, message_id).as_bytes(policy=WIRE)
-        shared = self._shared_parts(template, context, extra, batch) if batch is not None else None
+        links = self._links(extra)
+        shared = self._shared_parts(template, context, extra, links, batch) if batch is not None else None
         if shared is not None:
-            subject, body, html = shared.fill(recipient_name, self._links(extra))
+            subject, body, html = shared.fill(recipient_name, links)
         else:
             subject, body, html = self._parts(template, context, recipient, recipient_name, extra)
         return wire_alternative(
@@ -177,7 +178,8 @@ class Renderer:
              ("Message-ID", _header(message_id)), ("Date", format_datetime(clock.now()))],
             body, html, _boundary())
 
-    def _shared_parts(self, template: str, context: dict, extra: dict, batch: str) -> "_Shared | None":
+    def _shared_parts(self, template: str, context: dict, extra: dict, own_links: dict[str, str],
+                      batch: str) -> "_Shared | None":
         """The mail in one language with stand-ins for the name and the recipient's own links, or None
         when the templates read anything else of the recipient (an address, a token: `extra`), or do
         anything to the name or a link but write it (wrap it, test it): checked once per key by
@@ -190,7 +192,7 @@ class Renderer:
         self._notice_edits()
         lang = languages.supported(extra.get("lang")) or languages.DEFAULT
         reads, plain = self._reads(template, lang)
-        links = tuple(name for name in self._links(extra) if name in reads)
+        links = tuple(name for name in own_links if name in reads)
         # the context as it came (its key order is what a template's loop shows), and which extras
         # this recipient has: one with a verify token never shares the rendering of one without
         key = (template, batch, lang) if not links else (
@@ -206,7 +208,7 @@ class Renderer:
                          for name, values in zip(_STAND_INS, _LINK_STAND_INS)]
             renders = [self._parts(template, context, "stand-in@invalid", name, {"lang": lang}, own)
                        for name, own in stand_ins]
-            first = _Shared(renders[0], dict(stand_ins[0][1]))
+            first = _Shared(renders[0], stand_ins[0][1])
             if all(first.fill(name, own) == other for (name, own), other in zip(stand_ins[1:], renders[1:])):
                 shared = first
         if len(self._shared) >= 512:
@@ -236,8 +238,7 @@ class Renderer:
                             names.add("recipient")
                         else:
                             todo.append(referenced)
-            links = {f"{kind}_url" for kind in _LINKS}
-            self._variables[(template, lang)] = (frozenset(names), frozenset(links - misused))
+            self._variables[(template, lang)] = (frozenset(names), _LINK_NAMES - misused)
         return self._variables[(template, lang)]
 
     def _notice_edits(self) -> None:
@@ -265,13 +266,12 @@ class Renderer:
 
 def _links_not_written_plainly(tree: nodes.Template) -> set[str]:
     """The recipient's links the template uses otherwise than `{{ link }}` or `link is defined`."""
-    links = {f"{kind}_url" for kind in _LINKS}
     misused = set()
     todo = [tree]
     while todo:
         parent = todo.pop()
         for child in parent.iter_child_nodes():
-            if isinstance(child, nodes.Name) and child.name in links:
+            if isinstance(child, nodes.Name) and child.name in _LINK_NAMES:
                 written = isinstance(parent, nodes.Output)
                 tested = isinstance(parent, nodes.Test) and parent.name in ("defined", "undefined")
                 if not (written or tested):
@@ -290,6 +290,7 @@ _STAND_INS = ("\0<&" + "Ab" * 24 + " <b>x</b> .,;:!?'\"-_/()[]@#$%*+=~|" + "B" *
 _LINK_STAND_INS = (("\0<&L" + "u" * 90 + "\0", "\0<&M" + "v" * 90 + "\0"), ("\0<&l\0", "\0<&m\0"),
                    ("\0K\0", "\0J\0"))  # (cancel_url, verify_url) in each set
 _LINKS = ("cancel", "verify")
+_LINK_NAMES = frozenset(f"{kind}_url" for kind in _LINKS)  # as the templates read them
 
 
 class _Shared:
