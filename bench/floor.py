@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.gateway_cpu import wait_for_port as wait_port  # noqa: E402
-from bench.run import AMQP, PG, Bench, machine_busy, wrk  # noqa: E402
+from bench.run import AMQP, PG, Bench, machine_busy, start_bare_app, wrk  # noqa: E402
+from tests.infra import free_port  # noqa: E402
 
 PROXY = '''
 import sys, asyncio, uvloop
@@ -119,12 +120,6 @@ def measured(run, idle: float) -> tuple[float, int]:
     return ((busy2 - busy) - idle * (at2 - at)) * 1000 / done, done
 
 
-def free_port() -> int:
-    from tests.infra import free_port as port
-
-    return port()
-
-
 def request_rows(args, idle: float) -> dict:
     from sqlalchemy import create_engine, text
 
@@ -133,16 +128,8 @@ def request_rows(args, idle: float) -> dict:
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
     url = PG.rsplit("/", 1)[0] + "/" + name
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    with engine.begin() as c:
-        c.execute(text("CREATE TABLE bare_reservations (id text primary key, offer_id text, email text, "
-                       "UNIQUE (offer_id, email))"))  # B1r's table
-    engine.dispose()
     port, proxy_port = free_port(), free_port()
-    env = {**os.environ, "BARE_DATABASE_URL": url}
-    bare = subprocess.Popen([sys.executable, "-m", "gunicorn", "--no-control-socket", "-w", str(args.web_workers), "-k",
-                             "gthread", "--threads", "4", "-b", f"127.0.0.1:{port}", "bench.bare_app:app"],
-                            cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    bare = start_bare_app(url, args.web_workers, port)
     proxy = subprocess.Popen([sys.executable, "-c", PROXY, str(proxy_port), f"http://127.0.0.1:{port}"], cwd=ROOT)
     rows = {}
     try:

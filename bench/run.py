@@ -291,22 +291,20 @@ class Bench:
         with engine.connect() as c:
             in_db = c.execute(text("SELECT count(*) FROM reservation.reservations WHERE offer_id=:o AND status='active'"),
                               {"o": offer["id"]}).scalar()
-            # how many counts crossed the broker for that (each one a transaction in catalog, auction, mailer)
-            count_events = c.execute(text("SELECT count(*) FROM reservation.outbox "
-                                          "WHERE type='ReservationCountChanged' AND body LIKE :o"),
-                                     {"o": f'%{offer["id"]}%'}).scalar()
-            # B2's stages, from the rows themselves: a count event's wait for the relay (recorded → sent,
+            # the counts that crossed the broker for that (each one a transaction in catalog, auction,
+            # mailer), and B2's stages from them: a count event's wait for the relay (recorded → sent,
             # that is confirmed by the broker) and for catalog (recorded → applied), and the spacing of
             # counts (coalescing: a reservation waits for the next count that covers it)
             stages = c.execute(text(
                 "SELECT o.created_at, o.sent_at, i.processed_at FROM reservation.outbox o "
-                "LEFT JOIN catalog.inbox i ON i.event_id = o.event_id "
+                "LEFT JOIN (SELECT event_id, min(processed_at) AS processed_at FROM catalog.inbox GROUP BY event_id) i "
+                "ON i.event_id = o.event_id "  # one row per count event, whatever catalog's consumers
                 "WHERE o.type = 'ReservationCountChanged' AND o.body LIKE :o ORDER BY o.created_at"),
                 {"o": f'%{offer["id"]}%'}).all()
         shown = self.count(offer["id"])
         probes = len(freshness)
         result.update({"count_in_db": in_db, "count_shown": shown, "probe_reservations": probes,
-                       "count_events": count_events,
+                       "count_events": len(stages),
                        "count_exact": shown == in_db and in_db >= result["requests"] - result["errors"]})
         self.results["B1"] = {"value": round(result["rps"]), "p99_ms": round(result["p99_ms"], 1), **result,
                               "ok": result["rps"] >= 1000 and result["p99_ms"] <= 100 and result["errors"] == 0
@@ -325,16 +323,8 @@ class Bench:
         engine.dispose()
 
     def b1r(self):
-        engine = self.db()
-        with engine.begin() as c:
-            c.execute(text("CREATE TABLE IF NOT EXISTS bare_reservations (id text primary key, offer_id text, email text, "
-                           "UNIQUE (offer_id, email))"))
-        engine.dispose()
         port = self.port + 9
-        env = {**os.environ, "BARE_DATABASE_URL": self.db_url}
-        bare = subprocess.Popen([sys.executable, "-m", "gunicorn", "--no-control-socket", "-w", str(self.args.web_workers),
-                                 "-k", "gthread", "--threads", "4", "-b", f"127.0.0.1:{port}", "bench.bare_app:app"],
-                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        bare = start_bare_app(self.db_url, self.args.web_workers, port)
         try:
             time.sleep(3)
             result = wrk(f"http://127.0.0.1:{port}", 64, self.args.b1r_seconds, "reserve.lua", "/reserve/bare", "bare")
@@ -535,6 +525,20 @@ def machine_busy() -> tuple[float, float]:
     fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK"), time.time()
+
+
+def start_bare_app(database_url: str, workers: int, port: int) -> subprocess.Popen:
+    """B1r's reference (bench/bare_app.py): Flask under gunicorn with the reservation service's
+    workers and threads, its table made on `database_url` if missing. bench/floor.py runs it too."""
+    engine = create_engine(database_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as c:
+        c.execute(text("CREATE TABLE IF NOT EXISTS bare_reservations (id text primary key, offer_id text, email text, "
+                       "UNIQUE (offer_id, email))"))
+    engine.dispose()
+    return subprocess.Popen([sys.executable, "-m", "gunicorn", "--no-control-socket", "-w", str(workers), "-k", "gthread",
+                             "--threads", "4", "-b", f"127.0.0.1:{port}", "bench.bare_app:app"],
+                            cwd=ROOT, env={**os.environ, "BARE_DATABASE_URL": database_url},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def count_stages(rows) -> dict:
