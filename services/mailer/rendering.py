@@ -294,21 +294,21 @@ _LINK_NAMES = frozenset(f"{kind}_url" for kind in _LINKS)  # as the templates re
 
 
 class _Shared:
-    """A mail's (subject, text, html) rendered once, with stand-ins where the name and the
-    recipient's own links go."""
+    """A mail's (subject, text, html) rendered once, with stand-ins where the recipient's own links
+    and name go."""
 
     def __init__(self, parts: tuple[str, str, str], links: dict[str, str]):
         self.parts = parts
-        self.links = links  # link name -> its stand-in here
+        # the template variable each stand-in stands for, the links first: a name never holds theirs
+        self.stand_ins = {**links, "recipient_name": _STAND_INS[0]}
 
     def fill(self, name: str, links: dict[str, str]) -> tuple[str, str, str]:
         subject, text, html = self.parts
-        for link, stand_in in self.links.items():  # links first: a name never holds their stand-ins
-            subject, text = subject.replace(stand_in, links[link]), text.replace(stand_in, links[link])
-            html = html.replace(str(escape(stand_in)), str(escape(links[link])))
-        stand_in = _STAND_INS[0]
-        return (subject.replace(stand_in, name), text.replace(stand_in, name),
-                html.replace(str(escape(stand_in)), str(escape(name))))
+        for key, stand_in in self.stand_ins.items():
+            value = name if key == "recipient_name" else links[key]
+            subject, text = subject.replace(stand_in, value), text.replace(stand_in, value)
+            html = html.replace(str(escape(stand_in)), str(escape(value)))
+        return subject, text, html
 
 
 WIRE = compat32.clone(linesep="\r\n")  # smtplib sends bytes as they are: lines must end in CRLF
