@@ -204,6 +204,26 @@ def test_confirmations_of_one_offer_are_rendered_once_each_with_its_own_name_and
     assert len(renders) - len(NAMES) * 3 == 9  # another condition is another rendering
 
 
+def test_sixteen_senders_at_once_over_more_offers_than_are_kept_each_get_their_own_mail(monkeypatch):
+    """The mailer's 16 sender threads share one renderer; 600 offer contexts overflow its 512 kept
+    renderings, so it empties them while others read. Every mail must still be its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    _fixed_wire(monkeypatch)
+    shared, alone = (Renderer("cobuy <no-reply@cobuy.example>", "https://cobuy.example") for _ in range(2))
+
+    def send(i: int) -> None:
+        extra = {"reservation_id": f"r{i}", "cancel_token": f"<&'{i:x}", "lang": ("en", "ja")[i % 2]}
+        if i % 3 == 0:
+            extra["verify_token"] = f"v{i}"
+        args = ("reservation_accepted", {"offer_id": f"o{i % 600}", **MAILS["reservation_accepted"]},
+                f"p{i}@example.jp", NAMES[i % len(NAMES)], extra, f"<m{i}@x>")
+        assert shared.render_wire(*args, batch=f"b{i}") == alone.render_wire(*args), i
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(send, range(1200)))
+
+
 def test_a_template_that_reads_more_of_the_recipient_than_the_name_is_rendered_per_recipient(tmp_path, monkeypatch):
     monkeypatch.setattr(rendering, "_boundary", lambda: "===============42==")
     monkeypatch.setattr(rendering, "format_datetime", lambda _: "Thu, 26 Nov 2026 17:47:08 +0000")
