@@ -100,8 +100,8 @@ class OfferReservations(MethodView):
         current_app.extensions["cobuy.limiter"].hit("reservations", f"ip:{client_address()}")
 
         def reserve():
-            with runtime.sessions.begin() as session:
-                return use_cases.reserve(session, offer_id, body["name"], body["email"], idempotency_key,
+            with runtime.engine.begin() as connection:  # a Session only if the general path needs one
+                return use_cases.reserve(connection, offer_id, body["name"], body["email"], idempotency_key,
                                          runtime.config.internal_secret, body["lang"])
 
         return reservation_answer(*_learning(lambda: _reconnecting(reserve)))

@@ -17,7 +17,7 @@ from functools import partial
 from typing import Callable
 
 import requests
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock, languages, lookup
@@ -191,19 +191,31 @@ def request_fingerprint(name: str, email: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def reserve(session: Session, offer_id: str, name: str, email: str, idempotency_key: str | None,
+def reserve(bind: Session | Connection, offer_id: str, name: str, email: str, idempotency_key: str | None,
             secret: str, lang: str = languages.DEFAULT) -> tuple[dict, int]:
     """Returns (reservation, HTTP status): 201 when this request made the reservation active, 200 for
     a repeat of an active one. A replayed Idempotency-Key gets the first answer, status included.
 
+    bind: a Session, or a Connection in a transaction (what the API passes: the common case then
+    makes no ORM Session at all, and the general path makes one on the same transaction).
     On PostgreSQL a new reservation without a key is two statements (`_reserve_at_once`); anything
     else (a repeat, a return after a cancel, a key, a closed offer) takes the general path below.
     """
-    if idempotency_key is None and is_postgres(session):
-        made = _reserve_at_once(session, offer_id, name, email, secret, lang)
+    if idempotency_key is None and is_postgres(bind):
+        made = _reserve_at_once(bind if isinstance(bind, Connection) else bind.connection(),
+                                offer_id, name, email, secret, lang)
         if made is not None:
             return made
         # the shared lock is held already; taking it again in the same transaction is a no-op
+    if isinstance(bind, Session):
+        return _reserve_in_session(bind, offer_id, name, email, idempotency_key, secret, lang)
+    # joins the connection's transaction, and neither commits nor ends it: the caller's `begin()` does
+    with Session(bind=bind, join_transaction_mode="rollback_only") as session:
+        return _reserve_in_session(session, offer_id, name, email, idempotency_key, secret, lang)
+
+
+def _reserve_in_session(session: Session, offer_id: str, name: str, email: str, idempotency_key: str | None,
+                        secret: str, lang: str) -> tuple[dict, int]:
     advisory_lock(session, lock_key("offer", offer_id), shared=True)
     offer = known_offer(session, offer_id)
     fingerprint = request_fingerprint(name, email) if idempotency_key else ""
@@ -249,14 +261,13 @@ _INSERT_WITH_EVENT = (
     " SELECT count(*) AS inserted FROM inserted")  # a WITH's INSERT runs whether or not it is read
 
 
-def _reserve_at_once(session: Session, offer_id: str, name: str, email: str, secret: str,
+def _reserve_at_once(connection: Connection, offer_id: str, name: str, email: str, secret: str,
                      lang: str) -> tuple[dict, int] | None:
     """The common case on PostgreSQL, a new e-mail on an open offer, in two statements instead of
     four: the lock with the offer, then the reservation with its event. The reservation's id is
     made here, so its tokens and its event are known before the insert (revision 1, like `_claim`'s).
     None when it did not apply (the e-mail has a reservation already, or the offer looks closed):
     nothing was written, the lock is held, and the general path decides."""
-    connection = session.connection()
     offer = connection.exec_driver_sql(_LOCK_AND_OFFER, {"lock_key": lock_key("offer", offer_id),
                                                          "offer_id": offer_id}).one()
     if offer.id is None:
