@@ -47,7 +47,22 @@ def general_path_refused(monkeypatch):
     monkeypatch.setattr(use_cases, "_claim", refused)
 
 
+THROUGH = {"bind": "session"}
+
+
+@pytest.fixture(autouse=True, params=["session", "connection"])
+def through(request):
+    """The API reserves on a bare Connection (an ORM Session is made on its transaction only when
+    the general path runs); other callers pass a Session. Every test here runs both ways."""
+    THROUGH["bind"] = request.param
+    yield request.param
+    THROUGH["bind"] = "session"
+
+
 def reserve(sessions, email="ann@example.org", offer_id="o1", key=None):
+    if THROUGH["bind"] == "connection":
+        with sessions.kw["bind"].begin() as connection:
+            return use_cases.reserve(connection, offer_id, "Ann", email, key, SECRET, "ja")
     with sessions.begin() as session:
         return use_cases.reserve(session, offer_id, "Ann", email, key, SECRET, "ja")
 
@@ -140,3 +155,11 @@ def test_a_reservation_that_waited_for_the_close_cut_sees_the_offer_closed(sessi
     assert "answer" not in outcome
     assert (outcome["problem"].status, outcome["problem"].code) == (409, "offer_closed")
     assert rows(sessions) == [] and recorded(sessions, outbox, "ReservationAccepted") == []
+
+
+def test_a_keyed_request_takes_the_general_path_and_its_key_replays_the_first_answer(sessions):
+    first, status = reserve(sessions, key="key-1")
+    assert status == 201
+    assert reserve(sessions, "ANN@example.org", key="key-1") == (first, 201)
+    assert [r.id for r in rows(sessions)] == [first["id"]]
+    assert len(recorded(sessions, outbox, "ReservationAccepted")) == 1
