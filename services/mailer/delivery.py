@@ -20,7 +20,7 @@ import threading
 import time
 from datetime import timedelta
 
-from sqlalchemy import Connection, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, literal_column, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock, doorbell
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 12
 IDLE_CLAIM_SECONDS = 1.0  # an idle claimer's look for mails its bell did not announce
 RUNG_CLAIM_SECONDS = 0.1  # its looks when rung come no closer than this (a crowd's events ring each)
+# Written into the claim's SQL, not bound: ix_deliveries_pending is for state = 'pending', and a
+# prepared statement's generic plan cannot match `state = $1` to that (tables.py)
+PENDING = literal_column("'pending'")
 
 
 class TemporaryFailure(Exception):
@@ -80,7 +83,7 @@ class Sender:
         with self.sessions.begin() as session:
             now = db_now(session)
             due = (select(deliveries.c.id)
-                   .where(deliveries.c.state == "pending", deliveries.c.next_attempt_at <= now)
+                   .where(deliveries.c.state == PENDING, deliveries.c.next_attempt_at <= now)
                    .order_by(deliveries.c.id).limit(self.batch_size).with_for_update(skip_locked=True))
             rows = session.execute(
                 update(deliveries).where(deliveries.c.id.in_(due.scalar_subquery()))

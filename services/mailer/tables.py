@@ -1,7 +1,7 @@
 """mailer's own tables: who the sellers are, and the delivery log."""
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint, text
 
 from shared.db import UTCDateTime
 from shared.outbox import inbox_table
@@ -56,6 +56,12 @@ deliveries = Table(
     UniqueConstraint("event_id", "recipient", "template", name="uq_delivery"),
     Index("ix_deliveries_due", "state", "next_attempt_at"),
     Index("ix_deliveries_offer", "offer_id"),
+    # What the claimer walks, in id order: the pending rows only. Through the primary key it read every
+    # row sent before the first pending one, and the log keeps every mail ever sent (~35 ms a claim of
+    # 20 behind 200,000 sent ones; bench/claim_history.py). The claim names 'pending' as a literal,
+    # or a prepared statement's generic plan could not use the index.
+    Index("ix_deliveries_pending", "id", postgresql_where=text("state = 'pending'"),
+          sqlite_where=text("state = 'pending'")),
 )
 
 inbox = inbox_table(metadata)

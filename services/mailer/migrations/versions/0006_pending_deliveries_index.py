@@ -1,0 +1,22 @@
+"""the claimer's index: pending deliveries in id order, so a claim does not read the history of sent mail
+
+Revision ID: 0006
+Revises: 0005
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0006'
+down_revision = '0005'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index('ix_deliveries_pending', 'deliveries', ['id'], unique=False,
+                    postgresql_where=sa.text("state = 'pending'"), sqlite_where=sa.text("state = 'pending'"))
+
+
+def downgrade() -> None:
+    op.drop_index('ix_deliveries_pending', table_name='deliveries')
