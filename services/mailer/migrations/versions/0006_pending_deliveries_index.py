@@ -14,7 +14,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index('ix_deliveries_pending', 'deliveries', ['id'], unique=False,
+    # IF NOT EXISTS: on a large delivery log an operator builds it first, CONCURRENTLY (docs/operations.md)
+    op.create_index('ix_deliveries_pending', 'deliveries', ['id'], unique=False, if_not_exists=True,
                     postgresql_where=sa.text("state = 'pending'"), sqlite_where=sa.text("state = 'pending'"))
 
 
