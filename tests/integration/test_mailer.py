@@ -499,3 +499,45 @@ def test_a_claim_reads_the_pending_mails_not_the_history_of_sent_ones(mailer, ma
             raw.rollback()  # the claim the EXPLAIN ran
             raw.execute("DEALLOCATE claim")
         assert _rows_read(plan[0]["Plan"]) <= 100, (mode, plan)
+
+
+def test_an_interrupted_concurrent_build_of_the_claimers_index_is_not_taken_for_the_index(servers):
+    """docs/operations.md: on a large log the operator builds ix_deliveries_pending CONCURRENTLY first, and
+    migration 0006 "finds it and does nothing". A CONCURRENTLY build that fails (a statement_timeout, a
+    cancel, a deadlock) leaves an INVALID index behind, which the planner never uses: IF NOT EXISTS (the
+    documented command run again, and the migration) skips it, 0006 is recorded, and the claim walks the
+    whole history as before. After the migration the claimer's index must be usable."""
+    from sqlalchemy import text
+
+    from services.mailer.tables import MIGRATIONS
+    from shared import db
+    from shared.migrations import upgrade
+
+    if servers[0] is None:
+        pytest.skip("CREATE INDEX CONCURRENTLY is PostgreSQL's")
+    schema = f"pending_ix_{uuid.uuid4().hex[:8]}"
+    engine = db.make_engine(servers[0].replace("postgresql://", "postgresql+psycopg://", 1), schema)
+    try:
+        upgrade(engine, MIGRATIONS, schema, "0005")
+        build = ("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_deliveries_pending ON deliveries (id) "
+                 "WHERE state = 'pending'")  # as docs/operations.md says, in the service's schema
+        with engine.connect() as writer, engine.connect().execution_options(isolation_level="AUTOCOMMIT") as admin:
+            writer.execute(text("LOCK TABLE deliveries IN ROW EXCLUSIVE MODE"))  # a sender's write in flight
+            admin.execute(text("SET statement_timeout = '300ms'"))
+            with pytest.raises(Exception, match="statement timeout"):
+                admin.execute(text(build))  # waits for the writer, times out: the index is left INVALID
+            writer.rollback()
+            admin.execute(text("SET statement_timeout = 0"))
+            admin.execute(text(build))  # the documented command, run again: "already exists, skipping"
+        upgrade(engine, MIGRATIONS, schema)
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
+            valid = connection.execute(text(
+                "SELECT i.indisvalid FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid "
+                "WHERE c.relname = 'ix_deliveries_pending' AND c.relnamespace = CAST(:schema AS regnamespace)"),
+                {"schema": schema}).scalar_one()
+        assert valid, "migration 0006 is recorded but ix_deliveries_pending is INVALID: the claim cannot use it"
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
