@@ -4,7 +4,6 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import time
 
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,7 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import own_system
-from tests.support import Cobuy, unique_email
+from tests.support import Cobuy, in_one_window, unique_email
 
 
 @pytest.fixture
@@ -23,18 +22,9 @@ def limited_system(servers, mailbox, output_dir, tmp_path):
         yield running
 
 
-def _in_one_window(needed: float = 20.0, period: int = 60) -> None:
-    """The limits count per fixed window (shared/ratelimit.py): a run of requests that crossed a window's
-    end would start counting again halfway (seen in CI: the fourth sign-in of a run answered 200). Start
-    a run only with `needed` seconds of its window left."""
-    left = period - time.time() % period
-    if left < needed:
-        time.sleep(left + 0.05)
-
-
 def test_limits_per_client_address_answer_429_with_retry_after(limited_system):
     cobuy = Cobuy(limited_system.base_url)
-    _in_one_window()
+    in_one_window(20)
     statuses = [cobuy.post("/api/v1/sellers", json={"name": "S", "email": unique_email()}) for _ in range(5)]
     assert [r.status_code for r in statuses] == [201, 201, 201, 429, 429]
     limited = statuses[3]
@@ -44,7 +34,7 @@ def test_limits_per_client_address_answer_429_with_retry_after(limited_system):
     seller = statuses[0].json()
     offers = [cobuy.create_offer(seller) for _ in range(3)]
     url = cobuy.url(f"/api/v1/offers/{offers[0]['id']}/reservations")
-    _in_one_window()
+    in_one_window(20)
     with ThreadPoolExecutor(10) as pool:  # spread over two replicas and their workers
         codes = list(pool.map(lambda e: requests.post(url, json={"name": "R", "email": e}, timeout=30).status_code,
                               [unique_email() for _ in range(10)]))
@@ -99,11 +89,11 @@ def test_sign_in_links_are_limited_per_address_and_per_client(limited_system, ma
     cobuy = Cobuy(limited_system.base_url)
     seller = cobuy.post("/api/v1/sellers", json={"name": "S", "email": unique_email("limited")}).json()
     # one address from four clients: a stranger cannot flood a seller's inbox with links
-    _in_one_window()
+    in_one_window(20)
     codes = [_ask_sign_in_link_from(f"127.0.0.{20 + i}", cobuy.base_url, seller["email"]) for i in range(4)]
     assert codes == [200, 200, 200, 429]
     # one client, four addresses nobody registered: it cannot sweep addresses, and unknown ones count alike
-    _in_one_window()
+    in_one_window(20)
     codes = [_ask_sign_in_link_from("127.0.0.30", cobuy.base_url, unique_email("unknown")) for _ in range(4)]
     assert codes == [200, 200, 200, 429]
     assert len(mailbox.wait(3, to=seller["email"], subject="sign-in link", timeout=60)) == 3
