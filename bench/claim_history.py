@@ -34,6 +34,14 @@ FILL = ("INSERT INTO deliveries (event_id, template, recipient, recipient_name, 
         "e || '-' || g, :state, 0, now(), now() FROM generate_series(1, :count) AS g, CAST(:event AS text) AS e")
 
 
+def seed(connection, event: str, state: str, count: int) -> None:
+    """`count` invitations of one event (its batch too) in `state`, to `<event>-1@x.io` and on, in id
+    order; the claim-plan test seeds with it as well."""
+    connection.execute(text(FILL), {"event": event, "state": state, "count": count})
+    connection.execute(text("INSERT INTO batches (id, template, context, created_at) VALUES (:id, 'invitation', "
+                            "'{}', now())"), {"id": event})
+
+
 def run(url: str, history: int, pending: int, without_index: bool) -> dict:
     schema = f"claims_{uuid.uuid4().hex[:8]}"
     engine = db.make_engine(url, schema)
@@ -42,10 +50,8 @@ def run(url: str, history: int, pending: int, without_index: bool) -> dict:
         with engine.begin() as c:
             if without_index:
                 c.execute(text("DROP INDEX ix_deliveries_pending"))
-            c.execute(text(FILL), {"event": "old", "state": "sent", "count": history})
-            c.execute(text(FILL), {"event": "new", "state": "pending", "count": pending})
-            c.execute(text("INSERT INTO batches (id, template, context, created_at) VALUES ('new', 'invitation', '{}', "
-                           "now()), ('old', 'invitation', '{}', now())"))
+            seed(c, "old", "sent", history)
+            seed(c, "new", "pending", pending)
             c.execute(text("ANALYZE deliveries"))
         sender = Sender(db.session_factory(engine), Renderer("b <b@x.io>", "https://x.io"), ("127.0.0.1", 1))
         times, claimed = [], 0

@@ -459,17 +459,13 @@ def test_a_claim_reads_the_pending_mails_not_the_history_of_sent_ones(mailer, ma
     from psycopg import sql as psql
     from sqlalchemy import event as sa_event, text
 
+    from bench.claim_history import seed
+
     if servers[0] is None:
         pytest.skip("the claim's plan is PostgreSQL's")
     with mailer.engine.begin() as connection:
-        for state, count in (("sent", 30000), ("pending", 3000)):
-            connection.execute(text(
-                "INSERT INTO deliveries (event_id, template, recipient, recipient_name, batch_id, extra, message_id, "
-                "state, attempts, next_attempt_at, created_at) SELECT :event, 'invitation', 'r' || g || '@x.io', 'R', "
-                ":event, '{}', 'm' || g, :state, 0, now(), now() FROM generate_series(1, :count) AS g"),
-                {"event": state, "state": state, "count": count})
-            connection.execute(text("INSERT INTO batches (id, template, context, created_at) "
-                                    "VALUES (:id, 'invitation', '{}', now())"), {"id": state})
+        seed(connection, "old", "sent", 30000)
+        seed(connection, "new", "pending", 3000)
         connection.execute(text("ANALYZE deliveries"))
     claims: list = []
 
@@ -482,7 +478,7 @@ def test_a_claim_reads_the_pending_mails_not_the_history_of_sent_ones(mailer, ma
         claimed = _sender(mailer, mailbox).claim()
     finally:
         sa_event.remove(mailer.engine, "before_cursor_execute", keep)
-    assert [r["recipient"] for r in claimed] == [f"r{i}@x.io" for i in range(1, 21)]  # the oldest pending ones
+    assert [r["recipient"] for r in claimed] == [f"new-{i}@x.io" for i in range(1, 21)]  # the oldest pending ones
     [(statement, parameters)] = claims
     # psycopg prepares a statement run often; PostgreSQL may then plan it once for any values (generic)
     names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", statement)))
