@@ -29,6 +29,8 @@ batches = Table(
     Column("created_at", UTCDateTime, nullable=False),
 )
 
+PENDING_ONLY = text("state = 'pending'")  # ix_deliveries_pending's predicate, the same in both dialects
+
 # The delivery log: one row per (event, recipient, template).
 deliveries = Table(
     "deliveries",
@@ -60,8 +62,7 @@ deliveries = Table(
     # row sent before the first pending one, and the log keeps every mail ever sent (~35 ms a claim of
     # 20 behind 200,000 sent ones; bench/claim_history.py). The claim names 'pending' as a literal,
     # or a prepared statement's generic plan could not use the index.
-    Index("ix_deliveries_pending", "id", postgresql_where=text("state = 'pending'"),
-          sqlite_where=text("state = 'pending'")),
+    Index("ix_deliveries_pending", "id", postgresql_where=PENDING_ONLY, sqlite_where=PENDING_ONLY),
 )
 
 inbox = inbox_table(metadata)
