@@ -84,12 +84,12 @@ print("done", flush=True)
 
 SINK = '''
 import sys, threading
-from shared.smtpsink import SmtpSink, parse_headers
+from shared.smtpsink import SmtpSink, parse_subject
 count = 0
 def on_message(message, recipients):
     global count
     count += 1
-sink = SmtpSink("127.0.0.1", int(sys.argv[1]), on_message=on_message, parse=parse_headers).start()
+sink = SmtpSink("127.0.0.1", int(sys.argv[1]), on_message=on_message, parse=parse_subject).start()
 print("ready", flush=True)
 sys.stdin.read()
 sink.stop()

@@ -36,7 +36,7 @@ PG = os.environ.get("COBUY_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/
 
 
 def _sink(port_q, count):
-    from shared.smtpsink import SmtpSink, parse_headers
+    from shared.smtpsink import SmtpSink, parse_subject
 
     seen = count
 
@@ -45,7 +45,7 @@ def _sink(port_q, count):
             seen.value += 1
 
     port = 26000 + os.getpid() % 2000
-    SmtpSink("127.0.0.1", port, on_message=on_message, parse=parse_headers).start()
+    SmtpSink("127.0.0.1", port, on_message=on_message, parse=parse_subject).start()
     port_q.put(port)
     threading.Event().wait()
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import re
 import threading
 import uuid
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from pathlib import Path
@@ -26,9 +28,24 @@ def parse_headers(content: bytes) -> EmailMessage:
     return BytesHeaderParser(policy=email.policy.default).parsebytes(content)
 
 
+_SUBJECT = re.compile(rb"^Subject:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.MULTILINE | re.IGNORECASE)
+
+
+def parse_subject(content: bytes) -> dict[str, str]:
+    """The Subject alone, unfolded and decoded (RFC 2047), as {"Subject": …}: for a sink that only
+    counts mails by subject (the bench). Even headers-only, the default policy's parser builds a
+    header class per header per message: ~220 µs a mail against ~17 here, on the same core cobuy's
+    fan-outs are measured on."""
+    found = _SUBJECT.search(content.split(b"\r\n\r\n", 1)[0])
+    if found is None:
+        return {"Subject": ""}
+    folded = re.sub(rb"\r?\n(?=[ \t])", b"", found.group(1)).decode("ascii", "replace").rstrip("\r")
+    return {"Subject": str(make_header(decode_header(folded)))}
+
+
 class _Handler:
-    def __init__(self, folder: Path | None, on_message: Callable[[EmailMessage, list[str]], str | None] | None,
-                 parse: Callable[[bytes], EmailMessage]):
+    def __init__(self, folder: Path | None, on_message: Callable[[EmailMessage | dict[str, str], list[str]], str | None] | None,
+                 parse: Callable[[bytes], EmailMessage | dict[str, str]]):
         self.folder = folder
         self.on_message = on_message
         self.parse = parse
@@ -54,8 +71,8 @@ class SmtpSink:
         host: str = "127.0.0.1",
         port: int = 2525,
         folder: Path | None = None,
-        on_message: Callable[[EmailMessage, list[str]], str | None] | None = None,
-        parse: Callable[[bytes], EmailMessage] = parse_whole,
+        on_message: Callable[[EmailMessage | dict[str, str], list[str]], str | None] | None = None,
+        parse: Callable[[bytes], EmailMessage | dict[str, str]] = parse_whole,
     ):
         self.controller = Controller(_Handler(folder, on_message, parse), hostname=host, port=port)
 
