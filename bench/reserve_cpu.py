@@ -1,11 +1,18 @@
 """CPU per reservation in the reservation web app itself, in-process (no gunicorn, no gateway):
 `python bench/reserve_cpu.py [N] [--profile out.prof]`. Process CPU time, so a loaded machine
-changes the figure little (wall-clock benches on a shared 2-core machine do not)."""
+changes the figure little (wall-clock benches on a shared 2-core machine do not).
+
+Process CPU time still follows the machine's speed, which on the shared machines here swings by
+half within minutes (the same pure-Python work took 26 to 48 ms of CPU in one minute).
+`--instructions` counts instead, under valgrind's callgrind: the same count whatever the machine's
+speed and load, ~1 % apart between runs (3.222 and 3.189 M instructions a reservation), ~2.5
+minutes for 300."""
 from __future__ import annotations
 
 import argparse
 import cProfile
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -25,7 +32,12 @@ def main() -> None:
     parser.add_argument("n", nargs="?", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile")
+    parser.add_argument("--instructions", action="store_true",
+                        help="count the instructions a reservation costs, under valgrind's callgrind (slow, "
+                             "but the same count however fast or busy the machine is)")
     args = parser.parse_args()
+    if args.instructions:
+        return count_instructions(args.n)
     name = f"cobuy_rcpu_{uuid.uuid4().hex[:8]}"
     admin = create_engine(PG.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
@@ -75,6 +87,24 @@ def main() -> None:
     finally:
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def count_instructions(n: int) -> None:
+    """This script under callgrind twice, reserving n and then 2n times after the same start and
+    warm-up: the difference over n is the app's instructions a reservation (the test client's
+    request building included, as in the CPU figure; PostgreSQL's not)."""
+    counts = []
+    for reservations in (n, 2 * n):
+        out = Path(f"/tmp/reserve_cpu.{os.getpid()}.callgrind")
+        try:
+            subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__,
+                            str(reservations), "--rounds", "1"], check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+            totals = next(line for line in out.read_text().splitlines() if line.startswith(("totals:", "summary:")))
+            counts.append(int(totals.split()[1]))
+        finally:
+            out.unlink(missing_ok=True)
+    print(f"{n} reservations under callgrind: {(counts[1] - counts[0]) / n / 1e6:.3f} M instructions each")
 
 
 if __name__ == "__main__":
