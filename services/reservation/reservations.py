@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared import clock, languages, lookup
 from shared import config as config_module
 from shared.config import Config
-from shared.db import advisory_lock, dialect_insert, insert_ignore, is_postgres, lock_key
+from shared.db import advisory_lock, dialect_insert, driver_row, insert_ignore, is_postgres, lock_key
 from shared.envelope import Envelope
 from shared.events import read
 from shared.outbox import outbox_row, record_event
@@ -247,8 +247,8 @@ _LOCK_AND_OFFER = (
 
 # A statement that begins after the lock was granted sees every close cut that went before it: the
 # reservation is inserted only if the offer is open and the e-mail new to it, and its event with it.
-# Both are the driver's SQL (psycopg's parameters), run through SQLAlchemy's connection for its error
-# handling (a dropped connection is invalidated and `is_disconnect`) without compiling anything.
+# Both are the driver's SQL (psycopg's parameters), run on the transaction's own driver connection
+# (shared.db.driver_row: nothing compiled, no result metadata built, SQLAlchemy's errors kept).
 _INSERT_WITH_EVENT = (
     "WITH inserted AS ("
     " INSERT INTO reservations (id, offer_id, name, email, email_key, status, revision, created_at, lang)"
@@ -268,8 +268,7 @@ def _reserve_at_once(connection: Connection, offer_id: str, name: str, email: st
     made here, so its tokens and its event are known before the insert (revision 1, like `_claim`'s).
     None when it did not apply (the e-mail has a reservation already, or the offer looks closed):
     nothing was written, the lock is held, and the general path decides."""
-    offer = connection.exec_driver_sql(_LOCK_AND_OFFER, {"lock_key": lock_key("offer", offer_id),
-                                                         "offer_id": offer_id}).one()
+    offer = driver_row(connection, _LOCK_AND_OFFER, {"lock_key": lock_key("offer", offer_id), "offer_id": offer_id})
     if offer.id is None:
         raise OfferUnknown(offer_id)
     if _is_closed(offer):
@@ -284,11 +283,11 @@ def _reserve_at_once(connection: Connection, offer_id: str, name: str, email: st
         status=status, verify_token=verify_token(secret, reservation_id, 1) if status == "pending" else None,
         revision=1,
     ))
-    written = connection.exec_driver_sql(_INSERT_WITH_EVENT, {
+    written = driver_row(connection, _INSERT_WITH_EVENT, {
         "id": reservation_id, "offer_id": offer.id, "name": name, "email": email, "email_key": email.lower(),
         "status": status, "created_at": now, "lang": lang, "verify_emails": offer.verify_emails,
         "event_id": event["event_id"], "event_type": event["type"], "body": event["body"],
-    }).one()
+    })
     if not written.inserted:
         return None
     metrics.RESERVATIONS.labels("accepted").inc()

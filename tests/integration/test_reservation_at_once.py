@@ -163,3 +163,41 @@ def test_a_keyed_request_takes_the_general_path_and_its_key_replays_the_first_an
     assert reserve(sessions, "ANN@example.org", key="key-1") == (first, 201)
     assert [r.id for r in rows(sessions)] == [first["id"]]
     assert len(recorded(sessions, outbox, "ReservationAccepted")) == 1
+
+
+def test_a_connection_dropped_under_the_two_statements_is_reported_as_sqlalchemy_reports_it(sessions):
+    """The API retries a reservation whose connection was lost (`_reconnecting`: is_disconnect) and the
+    pool must not hand that connection out again: the two statements run on the driver's cursor, and
+    a dropped connection must still come out of them as SQLAlchemy's error, flagged, the connection
+    invalidated (not only later, when the transaction's rollback fails on it)."""
+    from sqlalchemy.exc import DBAPIError
+
+    engine = sessions.kw["bind"]
+    with engine.connect() as connection:
+        connection.begin()
+        backend = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with engine.connect() as other:
+            other.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": backend})
+        with pytest.raises(DBAPIError) as raised:
+            use_cases.reserve(connection, "o1", "Ann", "ann@example.org", None, SECRET, "ja")
+        assert db.is_disconnect(raised.value), raised.value
+        assert connection.invalidated
+        assert "ann@example.org" not in str(raised.value)  # the engine hides values: e-mails, tokens
+        connection.rollback()
+    answer, status = reserve(sessions)  # on a live connection: the pool dropped the dead one
+    assert status == 201 and [r.email for r in rows(sessions)] == ["ann@example.org"]
+
+
+def test_a_failing_insert_names_its_statement_but_not_its_values(sessions):
+    """The insert's values are a purchaser's e-mail and an event carrying her cancel token: an error
+    (logged, answered as a 500) names the SQL, never them, as the engine's hide_parameters promises."""
+    from sqlalchemy.exc import DBAPIError
+
+    engine = sessions.kw["bind"]
+    with pytest.raises(DBAPIError) as raised:
+        with engine.begin() as connection:  # a language longer than its column: the API refuses it first
+            use_cases.reserve(connection, "o1", "Ann", "ann@example.org", None, SECRET, "x" * 40)
+    message = str(raised.value)
+    assert "INSERT INTO reservations" in message
+    assert "ann@example.org" not in message and "cancel_token" not in message and "x" * 40 not in message
+    assert rows(sessions) == []
