@@ -154,24 +154,23 @@ def driver_row(connection: Connection, statement: str, parameters: dict):
     """The one row of the driver's own SQL (psycopg's parameters, PostgreSQL only), run on the
     connection's DBAPI connection inside its transaction but without SQLAlchemy's result machinery,
     which builds a textual statement's result metadata from the cursor's description on every run:
-    ~15 % of a reservation's instructions (bench/reserve_cpu.py --instructions). An error comes out
-    as `exec_driver_sql`'s would: SQLAlchemy's exception, the values hidden as the engine hides
-    them, and a dropped connection invalidated and flagged, for `is_disconnect` and the pool."""
+    ~15 % of a reservation's instructions (bench/reserve_cpu.py --instructions). Otherwise as
+    `exec_driver_sql`: a connection not yet in a transaction begins one (SQLAlchemy's autobegin),
+    and a failure goes through SQLAlchemy's own handling of a failed execution — its exception, the
+    values hidden as the engine hides them, the `handle_error` hooks, and on a disconnect this
+    connection and every other one the pool holds invalidated (a restart drops them all, and
+    `_ping_when_idle` does not ping one checked in moments ago). That handler is private to
+    SQLAlchemy: tests/integration/test_reservation_at_once.py pins each of these behaviours."""
     from psycopg.rows import namedtuple_row
 
-    dbapi = connection.dialect.loaded_dbapi
-    raw = connection.connection.dbapi_connection
+    if not connection.in_transaction():
+        connection.begin()
     try:
-        with raw.cursor(row_factory=namedtuple_row) as cursor:
+        with connection.connection.dbapi_connection.cursor(row_factory=namedtuple_row) as cursor:
             cursor.execute(statement, parameters)
             return cursor.fetchone()
-    except dbapi.Error as exc:
-        lost = connection.dialect.is_disconnect(exc, raw, None)
-        if lost:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(statement, parameters, exc, dbapi.Error,
-                                  hide_parameters=connection.engine.hide_parameters,
-                                  connection_invalidated=lost, dialect=connection.dialect) from exc
+    except BaseException as exc:  # as Connection._exec_single_context does: it re-raises what is not the driver's
+        connection._handle_dbapi_exception(exc, statement, parameters, None, None)
 
 
 def is_disconnect(exc: BaseException) -> bool:

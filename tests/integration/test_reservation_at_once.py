@@ -201,3 +201,49 @@ def test_a_failing_insert_names_its_statement_but_not_its_values(sessions):
     assert "INSERT INTO reservations" in message
     assert "ann@example.org" not in message and "cancel_token" not in message and "x" * 40 not in message
     assert rows(sessions) == []
+
+
+def _terminate(servers, backends: list[int]) -> None:
+    from sqlalchemy import create_engine
+
+    admin = create_engine(servers[0].replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        for backend in backends:
+            connection.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": backend})
+    admin.dispose()
+    time.sleep(0.3)
+
+
+def test_a_database_restart_costs_the_api_one_retry_not_one_for_every_pooled_connection(sessions, servers):
+    """Found by a red-team review. A restart or a failover drops every server connection while the
+    pool holds several checked in moments ago (not pinged: shared.db._ping_when_idle). The first
+    failure must invalidate the whole pool, as SQLAlchemy's own error handling does, so that the
+    API's second attempt (`_reconnecting`) gets a new connection and not the next dead one."""
+    from services.reservation.api import _reconnecting
+
+    engine = sessions.kw["bind"]
+    held = [engine.connect() for _ in range(4)]
+    backends = [connection.exec_driver_sql("SELECT pg_backend_pid()").scalar() for connection in held]
+    for connection in held:
+        connection.close()
+    _terminate(servers, backends)
+
+    def run():
+        with engine.begin() as connection:
+            return use_cases.reserve(connection, "o1", "Ann", "ann@example.org", None, SECRET, "ja")
+
+    assert _reconnecting(run)[1] == 201
+    with sessions() as session:
+        assert len(session.execute(select(outbox)).all()) == 1
+    assert [r.email for r in rows(sessions)] == ["ann@example.org"]
+
+
+def test_a_connection_not_yet_in_a_transaction_begins_one_as_sqlalchemy_would(sessions):
+    """Found by a red-team review: SQLAlchemy begins a transaction on a Connection's first statement
+    (autobegin), and `commit()` then commits it; the two statements must do the same, or a caller
+    that commits as it goes is answered 201 with nothing stored."""
+    engine = sessions.kw["bind"]
+    with engine.connect() as connection:
+        answer, status = use_cases.reserve(connection, "o1", "Ann", "ann@example.org", None, SECRET, "ja")
+        connection.commit()
+    assert status == 201 and [r.email for r in rows(sessions)] == ["ann@example.org"]
