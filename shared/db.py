@@ -169,7 +169,11 @@ def driver_row(connection: Connection, statement: str, parameters: dict):
         with connection.connection.dbapi_connection.cursor(row_factory=namedtuple_row) as cursor:
             cursor.execute(statement, parameters)
             return cursor.fetchone()
-    except BaseException as exc:  # as Connection._exec_single_context does: it re-raises what is not the driver's
+    except Exception as exc:
+        if not isinstance(exc, connection.dialect.loaded_dbapi.Error):
+            raise  # not the database's (a value the driver cannot send): itself, as exec_driver_sql gives it
+        connection._handle_dbapi_exception(exc, statement, parameters, None, None)
+    except BaseException as exc:  # an interrupt: SQLAlchemy invalidates the connection it left mid-statement
         connection._handle_dbapi_exception(exc, statement, parameters, None, None)
 
 

@@ -247,3 +247,13 @@ def test_a_connection_not_yet_in_a_transaction_begins_one_as_sqlalchemy_would(se
         answer, status = use_cases.reserve(connection, "o1", "Ann", "ann@example.org", None, SECRET, "ja")
         connection.commit()
     assert status == 201 and [r.email for r in rows(sessions)] == ["ann@example.org"]
+
+
+def test_an_error_that_is_not_the_databases_comes_out_as_itself(sessions):
+    """Found by a red-team review: a value the driver cannot send (a lone surrogate) is the caller's
+    own error, as exec_driver_sql gives it, not a database error; the transaction goes on."""
+    engine = sessions.kw["bind"]
+    with engine.begin() as connection:
+        with pytest.raises(UnicodeEncodeError):
+            db.driver_row(connection, "SELECT %(p)s AS p", {"p": "a\ud800b"})
+        assert db.driver_row(connection, "SELECT %(p)s AS p", {"p": "ab"}).p == "ab"
