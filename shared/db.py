@@ -7,6 +7,7 @@ import time
 from datetime import datetime, timezone
 from functools import lru_cache
 
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, DateTime, Engine, create_engine, event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -161,19 +162,16 @@ def driver_row(connection: Connection, statement: str, parameters: dict):
     connection and every other one the pool holds invalidated (a restart drops them all, and
     `_ping_when_idle` does not ping one checked in moments ago). That handler is private to
     SQLAlchemy: tests/integration/test_reservation_at_once.py pins each of these behaviours."""
-    from psycopg.rows import namedtuple_row
-
     if not connection.in_transaction():
         connection.begin()
     try:
         with connection.connection.dbapi_connection.cursor(row_factory=namedtuple_row) as cursor:
             cursor.execute(statement, parameters)
             return cursor.fetchone()
-    except Exception as exc:
-        if not isinstance(exc, connection.dialect.loaded_dbapi.Error):
+    except BaseException as exc:
+        if isinstance(exc, Exception) and not isinstance(exc, connection.dialect.loaded_dbapi.Error):
             raise  # not the database's (a value the driver cannot send): itself, as exec_driver_sql gives it
-        connection._handle_dbapi_exception(exc, statement, parameters, None, None)
-    except BaseException as exc:  # an interrupt: SQLAlchemy invalidates the connection it left mid-statement
+        # the database's, or an interrupt (SQLAlchemy invalidates a connection left mid-statement)
         connection._handle_dbapi_exception(exc, statement, parameters, None, None)
 
 
