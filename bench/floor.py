@@ -121,13 +121,13 @@ def measured(run, idle: float) -> tuple[float, int]:
 
 
 def request_rows(args, idle: float) -> dict:
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine, make_url, text
 
     admin = create_engine(PG.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
     name = f"cobuy_floor_{uuid.uuid4().hex[:8]}"
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG.rsplit("/", 1)[0] + "/" + name
+    url = make_url(PG).set(database=name).render_as_string(hide_password=False)
     port, proxy_port = free_port(), free_port()
     bare = start_bare_app(url, args.web_workers, port)
     proxy = subprocess.Popen([sys.executable, "-c", PROXY, str(proxy_port), f"http://127.0.0.1:{port}"], cwd=ROOT)

@@ -20,7 +20,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, make_url, select, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -67,7 +67,7 @@ def main() -> int:
     admin = create_engine(PG.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG.rsplit("/", 1)[0] + "/" + name
+    url = make_url(PG).set(database=name).render_as_string(hide_password=False)
     count = multiprocessing.Value("i", 0)
     port_q = multiprocessing.Queue()
     sink = multiprocessing.Process(target=_sink, args=(port_q, count), daemon=True)

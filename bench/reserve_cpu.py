@@ -19,7 +19,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,7 +42,8 @@ def main() -> None:
     admin = create_engine(PG.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
-    os.environ.update({"COBUY_DATABASE_URL": PG.rsplit("/", 1)[0] + "/" + name, "COBUY_RATE_LIMIT": "off",
+    os.environ.update({"COBUY_DATABASE_URL": make_url(PG).set(database=name).render_as_string(hide_password=False),
+                       "COBUY_RATE_LIMIT": "off",
                        "COBUY_LOG_LEVEL": "WARNING"})
     try:
         from services.reservation import reservations as use_cases
