@@ -165,7 +165,18 @@ def test_a_keyed_request_takes_the_general_path_and_its_key_replays_the_first_an
     assert len(recorded(sessions, outbox, "ReservationAccepted")) == 1
 
 
-def test_a_connection_dropped_under_the_two_statements_is_reported_as_sqlalchemy_reports_it(sessions):
+def _terminate(servers, backends: list[int]) -> None:
+    from sqlalchemy import create_engine
+
+    admin = create_engine(servers[0].replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        for backend in backends:
+            connection.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": backend})
+    admin.dispose()
+    time.sleep(0.3)
+
+
+def test_a_connection_dropped_under_the_two_statements_is_reported_as_sqlalchemy_reports_it(sessions, servers):
     """The API retries a reservation whose connection was lost (`_reconnecting`: is_disconnect) and the
     pool must not hand that connection out again: the two statements run on the driver's cursor, and
     a dropped connection must still come out of them as SQLAlchemy's error, flagged, the connection
@@ -175,9 +186,7 @@ def test_a_connection_dropped_under_the_two_statements_is_reported_as_sqlalchemy
     engine = sessions.kw["bind"]
     with engine.connect() as connection:
         connection.begin()
-        backend = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-        with engine.connect() as other:
-            other.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": backend})
+        _terminate(servers, [connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()])
         with pytest.raises(DBAPIError) as raised:
             use_cases.reserve(connection, "o1", "Ann", "ann@example.org", None, SECRET, "ja")
         assert db.is_disconnect(raised.value), raised.value
@@ -201,17 +210,6 @@ def test_a_failing_insert_names_its_statement_but_not_its_values(sessions):
     assert "INSERT INTO reservations" in message
     assert "ann@example.org" not in message and "cancel_token" not in message and "x" * 40 not in message
     assert rows(sessions) == []
-
-
-def _terminate(servers, backends: list[int]) -> None:
-    from sqlalchemy import create_engine
-
-    admin = create_engine(servers[0].replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        for backend in backends:
-            connection.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": backend})
-    admin.dispose()
-    time.sleep(0.3)
 
 
 def test_a_database_restart_costs_the_api_one_retry_not_one_for_every_pooled_connection(sessions, servers):
