@@ -9,7 +9,7 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Engine, MetaData
+from sqlalchemy import Engine, MetaData, TextClause, text
 
 from shared.db import advisory_lock, lock_key
 
@@ -67,3 +67,21 @@ def run_env(context: EnvironmentContext, target_metadata: MetaData) -> None:
     with context.begin_transaction():
         context.run_migrations()
 
+
+
+def create_partial_index(name: str, table: str, columns: list[str], where: TextClause) -> None:
+    """In a migration: the index, unless a valid one of that name is there already. On a large table an
+    operator builds it first, CONCURRENTLY, so that the migration does not hold writes while it reads the
+    table (docs/operations.md). A concurrent build that failed (a timeout, a cancel) leaves an INVALID
+    index, which the planner never uses and IF NOT EXISTS would take for the index: it is dropped and
+    built here."""
+    from alembic import op
+
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql" and bind.execute(text(
+            "SELECT 1 FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid "
+            "WHERE c.relname = :name AND c.relnamespace = to_regnamespace(current_schema()) AND NOT i.indisvalid"),
+            {"name": name}).first():
+        op.drop_index(name, table_name=table)
+    op.create_index(name, table, columns, unique=False, if_not_exists=True, postgresql_where=where,
+                    sqlite_where=where)

@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from shared.messaging import Bus, Publisher
 from shared.runtime import Runtime
 from shared.smtpsink import parse_headers
 from tests import infra
+from tests.plans import MODES, executed_plan, rows_read
 from tests.support import ROOT, MailBox, wait_for
 
 PUBLIC = "https://cobuy.example"
@@ -444,19 +444,10 @@ def test_a_retry_goes_when_its_backoff_is_over_not_at_the_claimers_next_idle_loo
     assert accepted_at[0] - refused_at[0] < 0.85  # its backoff is 0.5 s
 
 
-def _rows_read(plan: dict) -> int:
-    """What a plan's scans read: the rows they returned and those their filters threw away."""
-    own = 0
-    if "Scan" in plan["Node Type"]:
-        own = (plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)) * plan["Actual Loops"]
-    return own + sum(_rows_read(child) for child in plan.get("Plans", []))
-
-
 def test_a_claim_reads_the_pending_mails_not_the_history_of_sent_ones(mailer, mailbox, servers):
     """The delivery log keeps every mail ever sent. Through the primary key a claim read all of them
     before the first pending one (~35 ms a claim of 20 behind 200,000); ix_deliveries_pending walks the
     pending rows only, whatever the history, also in a prepared statement's generic plan."""
-    from psycopg import sql as psql
     from sqlalchemy import event as sa_event, text
 
     from bench.claim_history import seed
@@ -481,20 +472,9 @@ def test_a_claim_reads_the_pending_mails_not_the_history_of_sent_ones(mailer, ma
     assert [r["recipient"] for r in claimed] == [f"new-{i}@x.io" for i in range(1, 21)]  # the oldest pending ones
     [(statement, parameters)] = claims
     # psycopg prepares a statement run often; PostgreSQL may then plan it once for any values (generic)
-    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", statement)))
-    prepared = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", statement)
-    arguments = psql.SQL(", ").join(psql.Literal(parameters[name]) for name in names)
-    for mode in ("force_custom_plan", "force_generic_plan"):
-        with mailer.engine.connect() as connection:
-            raw = connection.connection.dbapi_connection
-            with raw.cursor() as cursor:
-                cursor.execute(f"SET plan_cache_mode = {mode}")
-                cursor.execute(f"PREPARE claim AS {prepared}")
-                cursor.execute(psql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE claim({})").format(arguments))
-                [[plan]] = cursor.fetchall()
-            raw.rollback()  # the claim the EXPLAIN ran
-            raw.execute("DEALLOCATE claim")
-        assert _rows_read(plan[0]["Plan"]) <= 100, (mode, plan)
+    for mode in MODES:
+        plan = executed_plan(mailer.engine, statement, parameters, mode)
+        assert rows_read(plan) <= 100, (mode, plan)
 
 
 def test_an_interrupted_concurrent_build_of_the_claimers_index_is_not_taken_for_the_index(servers):

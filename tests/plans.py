@@ -1,0 +1,47 @@
+"""What PostgreSQL reads to run a statement, in the plan it would choose for given values (custom) and in
+the one it may settle on for any values once psycopg has prepared the statement (generic)."""
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import Engine
+
+MODES = ("force_custom_plan", "force_generic_plan")
+
+
+def rows_read(plan: dict) -> int:
+    """What a plan's scans read: the rows they returned and those their filters threw away."""
+    own = 0
+    if "Scan" in plan["Node Type"]:
+        own = (plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)) * plan["Actual Loops"]
+    return own + sum(rows_read(child) for child in plan.get("Plans", []))
+
+
+def executed_plan(engine: Engine, statement: str, parameters: dict, mode: str, setup: tuple[str, ...] = ()) -> dict:
+    """EXPLAIN ANALYZE of a statement as SQLAlchemy sent it to psycopg (its %(name)s parameters),
+    prepared, in a transaction that is rolled back; `setup` runs first in that transaction."""
+    from psycopg import sql
+
+    names = list(dict.fromkeys(re.findall(r"%\((\w+)\)s", statement)))
+    prepared = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m.group(1)) + 1}", statement)
+    arguments = sql.SQL(", ").join(sql.Literal(parameters[name]) for name in names)
+    execute = sql.SQL("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE planned") + (
+        sql.SQL("({})").format(arguments) if names else sql.SQL(""))
+    with engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        with raw.cursor() as cursor:
+            cursor.execute(f"SET plan_cache_mode = {mode}")
+            for line in setup:
+                cursor.execute(line)
+            cursor.execute(f"PREPARE planned AS {prepared}")
+            cursor.execute(execute)
+            [[plan]] = cursor.fetchall()
+        raw.rollback()  # what the EXPLAIN ran
+        raw.execute("DEALLOCATE planned")
+    return plan[0]["Plan"]
+
+
+def blocks_touched(plan: dict) -> int:
+    """The buffers a plan visited (its children's included): dead rows and index entries count here,
+    where its scans' rows do not."""
+    return plan.get("Shared Hit Blocks", 0) + plan.get("Shared Read Blocks", 0)
