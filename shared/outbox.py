@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock, logs, metrics
-from shared.db import UTCDateTime, db_now, insert_ignore, is_postgres
+from shared.db import UTCDateTime, db_now, insert_ignore, queue_plans
 from shared.envelope import Envelope
 from shared.events import Event
 from shared.failures import describe, is_transient
@@ -54,14 +54,7 @@ ID = BigInteger().with_variant(Integer, "sqlite")
 WAITING = text("sent_at IS NULL AND quarantined_at IS NULL")
 QUARANTINED = text("quarantined_at IS NOT NULL AND sent_at IS NULL")
 OUTBOX_INDEXES = {"ix_outbox_waiting": WAITING, "ix_outbox_quarantined": QUARANTINED}
-# ...and read through it, by a plain index scan. Publishing an event is an UPDATE: the row it was in
-# line as is dead, and so is its entry in the line's index, until VACUUM (which, on a busy outbox, comes a
-# minute or more later). A plain index scan marks each dead entry the first time it steps over it, and
-# skips it after; a bitmap scan never does, and so visited every event published since the last VACUUM on
-# every poll (3,800 buffers a poll behind 30,000). Which of the two PostgreSQL picks is a toss-up of its
-# estimates, and statistics gathered while the table was young (every event in line) make a sequential
-# scan look cheapest for `status`'s counts. For this transaction only, and in one round trip:
-PLAIN_SCANS = "SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)"
+# ...and read through it: shared.db.queue_plans.
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -98,11 +91,6 @@ def drop_outbox_indexes() -> None:
 
     for name in OUTBOX_INDEXES:
         op.drop_index(name, table_name="outbox")
-
-
-def _plain_scans(session: Session) -> None:
-    if is_postgres(session):
-        session.execute(text(PLAIN_SCANS))
 
 
 def inbox_table(metadata: MetaData) -> Table:
@@ -191,7 +179,7 @@ class Relay:
         """Publish one batch; returns how many rows it settled (sent or quarantined)."""
         c = self.outbox.c
         with self.sessions.begin() as session:
-            _plain_scans(session)
+            queue_plans(session)
             rows = session.execute(
                 select(c.seq, c.event_id, c.body)
                 .where(c.sent_at.is_(None), c.quarantined_at.is_(None))
@@ -318,7 +306,7 @@ class Relay:
         c = self.outbox.c
         waiting = (c.sent_at.is_(None), c.quarantined_at.is_(None))
         with self.sessions() as session:
-            _plain_scans(session)
+            queue_plans(session)
             pending = session.execute(select(func.count()).select_from(self.outbox).where(*waiting)).scalar_one()
             oldest: datetime | None = session.execute(select(func.min(c.created_at)).where(*waiting)).scalar()
             quarantined = session.execute(select(func.count()).select_from(self.outbox)

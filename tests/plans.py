@@ -41,7 +41,9 @@ def executed_plan(engine: Engine, statement: str, parameters: dict, mode: str, s
     return plan[0]["Plan"]
 
 
-def blocks_touched(plan: dict) -> int:
-    """The buffers a plan visited (its children's included): dead rows and index entries count here,
-    where its scans' rows do not."""
-    return plan.get("Shared Hit Blocks", 0) + plan.get("Shared Read Blocks", 0)
+def blocks_read(plan: dict) -> int:
+    """The buffers a plan's scans visited (an UPDATE's own writes left out): dead rows and dead index
+    entries count here, where the scans' rows do not."""
+    if "Scan" in plan["Node Type"]:  # its children's included (a bitmap heap scan's index scan)
+        return plan.get("Shared Hit Blocks", 0) + plan.get("Shared Read Blocks", 0)
+    return sum(blocks_read(child) for child in plan.get("Plans", []))

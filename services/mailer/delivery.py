@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock, doorbell
 from shared.config import SmtpSettings
-from shared.db import db_now, is_postgres
+from shared.db import db_now, is_postgres, queue_plans
 
 from . import metrics, transport
 from .rendering import WIRE, Renderer  # noqa: F401 (WIRE: what tests read mails back with)
@@ -81,6 +81,7 @@ class Sender:
         here costs nothing but the lease); each becomes `sending` only right before its SMTP."""
         token = secrets.token_hex(16)
         with self.sessions.begin() as session:
+            queue_plans(session)  # ix_deliveries_pending, in id order
             now = db_now(session)
             due = (select(deliveries.c.id)
                    .where(deliveries.c.state == PENDING, deliveries.c.next_attempt_at <= now)
