@@ -4,9 +4,9 @@
 each piece of a reservation bare and on its own; this builds the whole chain the way cobuy's shape
 requires it, with the design card's libraries (Flask under gunicorn, marshmallow, SQLAlchemy on
 psycopg 3, PostgreSQL, kombu on RabbitMQ, an aiohttp gateway, smtplib) and only what SPEC makes
-necessary, none of cobuy's own code imported. It answers: what does an accepted reservation cost on
-this machine, end to end, at the least? The unit is bench/run.py's B1 `machine_ms_per_reservation`:
-the whole machine's busy time (/proc/stat: every process, the kernel's loopback, PostgreSQL,
+necessary; of cobuy's own code it imports only the reservation's two SQL statements. It answers:
+what does an accepted reservation cost on this machine, end to end, at the least? The unit is
+bench/run.py's B1 `machine_ms_per_reservation`: the whole machine's busy time (/proc/stat: every process, the kernel's loopback, PostgreSQL,
 RabbitMQ, wrk), here from the start of the drive until every accepted reservation's mail has
 reached the sink, the idle machine's own use subtracted, over the reservations in the table.
 
@@ -90,6 +90,7 @@ sys.path.insert(0, str(ROOT))
 from bench.floor import PROXY, SINK, idle_rate  # noqa: E402
 from bench.gateway_cpu import wait_for_port as wait_port  # noqa: E402
 from bench.run import AMQP, PG, Bench, machine_busy, wrk  # noqa: E402
+from services.reservation import reservations  # noqa: E402
 from tests.infra import free_port  # noqa: E402
 
 SECRET = b"chain-floor"  # the cancel tokens' HMAC key
@@ -116,21 +117,9 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_pending ON deliveries (id) WHERE state = 'pending';
 """
 
-# cobuy's two statements (services/reservation/reservations.py), word for word
-LOCK_AND_OFFER = (
-    "SELECT o.id, o.title, o.currency, o.closes_at, o.unit_price, o.minimum_reservations, o.holder_name, "
-    "o.closed, o.verify_emails "
-    "FROM (SELECT pg_advisory_xact_lock_shared(%(lock_key)s)) AS locked LEFT JOIN offers AS o ON o.id = %(offer_id)s")
-INSERT_WITH_EVENT = (
-    "WITH inserted AS ("
-    " INSERT INTO reservations (id, offer_id, name, email, email_key, status, revision, created_at, lang)"
-    " SELECT %(id)s, o.id, %(name)s, %(email)s, %(email_key)s, %(status)s, 1, %(created_at)s, %(lang)s"
-    " FROM offers AS o WHERE o.id = %(offer_id)s AND NOT o.closed AND o.verify_emails = %(verify_emails)s"
-    " ON CONFLICT (offer_id, email_key) DO NOTHING RETURNING id),"
-    " recorded AS ("
-    " INSERT INTO outbox (event_id, type, body, created_at, attempts)"
-    " SELECT %(event_id)s, %(event_type)s, %(body)s, %(created_at)s, 0 FROM inserted)"
-    " SELECT count(*) AS inserted FROM inserted")
+# cobuy's two statements, the same strings: the one piece of cobuy this imports, so that the floor's
+# database work cannot drift from the reservation's
+LOCK_AND_OFFER, INSERT_WITH_EVENT = reservations._LOCK_AND_OFFER, reservations._INSERT_WITH_EVENT
 
 TAKE_OUTBOX = ("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT 100 FOR UPDATE SKIP LOCKED) "
                "RETURNING seq, event_id, type, body")
