@@ -115,6 +115,7 @@ class Sender:
         never sent; `sending` ones were perhaps sent, by a sender that stopped renewing its lease
         (dead, or cut off from the database for a whole lease)."""
         with self.sessions.begin() as session:
+            queue_plans(session)  # the leases in ix_deliveries_due, not every mail sent since VACUUM
             now = db_now(session)
             stale = deliveries.c.claimed_at < now - self.lease
             claimed = session.execute(
