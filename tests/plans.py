@@ -47,3 +47,39 @@ def blocks_read(plan: dict) -> int:
     if "Scan" in plan["Node Type"]:  # its children's included (a bitmap heap scan's index scan)
         return plan.get("Shared Hit Blocks", 0) + plan.get("Shared Read Blocks", 0)
     return sum(blocks_read(child) for child in plan.get("Plans", []))
+
+
+class Statements:
+    """The statements run on an engine while it is entered, each with the `queue_plans` settings sent earlier
+    in its own transaction (not in another's: a read whose transaction sent none is planned as PostgreSQL
+    plans it, with every plan allowed). kept: [(statement, parameters, settings)] of those `keep` selects."""
+
+    def __init__(self, engine: Engine, keep):
+        self.engine = engine
+        self.keep = keep
+        self.kept: list[tuple[str, dict, tuple[str, ...]]] = []
+        self._sent: dict = {}  # connection -> the settings its transaction sent so far
+
+    def _execute(self, conn, _cursor, statement, parameters, _context, _many):
+        if "set_config" in statement:
+            self._sent.setdefault(conn, []).append(statement)
+        elif self.keep(statement):
+            self.kept.append((statement, parameters, tuple(self._sent.get(conn, ()))))
+
+    def _end(self, conn, *_):
+        self._sent.pop(conn, None)
+
+    def __enter__(self) -> "Statements":
+        from sqlalchemy import event
+
+        event.listen(self.engine, "before_cursor_execute", self._execute)
+        for name in ("begin", "commit", "rollback"):
+            event.listen(self.engine, name, self._end)
+        return self
+
+    def __exit__(self, *_) -> None:
+        from sqlalchemy import event
+
+        event.remove(self.engine, "before_cursor_execute", self._execute)
+        for name in ("begin", "commit", "rollback"):
+            event.remove(self.engine, name, self._end)
