@@ -53,6 +53,7 @@ ID = BigInteger().with_variant(Integer, "sqlite")
 # in production). The predicates are literals, so a prepared statement's generic plan can use them.
 WAITING = text("sent_at IS NULL AND quarantined_at IS NULL")
 QUARANTINED = text("quarantined_at IS NOT NULL AND sent_at IS NULL")
+# Built by migrations reservation 0008, catalog 0008 and auction 0003: a change here needs a new migration.
 OUTBOX_INDEXES = {"ix_outbox_waiting": WAITING, "ix_outbox_quarantined": QUARANTINED}
 # ...and read through it: shared.db.queue_plans.
 
