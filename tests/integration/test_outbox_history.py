@@ -41,12 +41,12 @@ def _events(connection, count: int, *, sent_days_ago: float | None, quarantined:
          "created": sent or now, "sent": sent, "quarantined": now if quarantined else None, "count": count})
 
 
-@pytest.mark.parametrize("statistics", ["young", "none"])
-def test_the_relay_reads_the_events_in_line_not_the_week_of_published_ones(servers, statistics):
-    """young: statistics gathered while the table was young (B1). none: an outbox that grew in a burst before
-    autovacuum first came (a new service, or a freshly migrated one): PostgreSQL then plans the poll as a
-    bitmap scan of ix_outbox_waiting and a sort, every poll visiting every event taken out of line since."""
-    from services.reservation.tables import MIGRATIONS, outbox
+@pytest.fixture(params=["young", "none"])
+def busy_outbox(servers, request):
+    """A reservation outbox that autovacuum has not reached yet: 30,000 events went in line (and are
+    taken out by each test), behind 200 that were in line when the statistics were gathered (young), or
+    with no statistics at all (none: an outbox that grew in a burst, a new or freshly migrated service)."""
+    from services.reservation.tables import MIGRATIONS
 
     if servers[0] is None:
         pytest.skip("the plans are PostgreSQL's")
@@ -55,77 +55,71 @@ def test_the_relay_reads_the_events_in_line_not_the_week_of_published_ones(serve
     try:
         upgrade(engine, MIGRATIONS, schema)
         with engine.begin() as connection:
-            # As in B1: a busy table that autovacuum has not reached yet, its statistics gathered while
-            # it was young (every event in line then). Every event went in line and was published (an
-            # UPDATE: the row it was in line as is dead, and so are its index entries), a week of them;
-            # a few are in line now.
             connection.execute(text("ALTER TABLE outbox SET (autovacuum_enabled = false)"))
             _events(connection, 200, sent_days_ago=None)
-            if statistics == "young":
+            if request.param == "young":
                 connection.execute(text("ANALYZE outbox"))
             _events(connection, 30000, sent_days_ago=None)
-            connection.execute(text("UPDATE outbox SET sent_at = now() - interval '3 days'"))
-            connection.execute(text("UPDATE outbox SET sent_at = now() - interval '8 days' WHERE seq <= 10"))
-            _events(connection, 1, sent_days_ago=None, quarantined=True)
-        relay = Relay(db.session_factory(engine), outbox, Accepting(), retention=timedelta(days=7))
-        for _ in range(2):  # the relay polls all the time: the first look may step over what died since,
-            # the second must not (a bitmap scan did, on every poll)
-            with engine.begin() as connection:
-                _events(connection, 5, sent_days_ago=None)
-            with Statements(engine, lambda s: "outbox" in s and not s.lstrip().startswith("UPDATE")) as run:
-                assert relay.relay_once() == 5
-                status = relay.status()
-                relay.prune()
-        assert (status["pending"], status["quarantined"], len(status["quarantined_rows"])) == (0, 1, 1)
-        assert len(run.kept) == 6  # the poll; status's two counts, its oldest and its list; the prune
-        with engine.begin() as connection:
-            _events(connection, 5, sent_days_ago=None)  # in line again, for the poll's plan
-        for statement, parameters, settings in run.kept:
-            # each read with the settings its own transaction sent, none where it sent none (the prune)
-            for mode in MODES:  # psycopg prepares a statement run often: the generic plan too
-                plan = executed_plan(engine, statement, parameters, mode, settings)
-                # the index's pages of entries marked dead (~85 for 30,000), not the 3,750 pages of their rows
-                assert blocks_read(plan) <= 200, (statement, settings, mode, blocks_read(plan), json.dumps(plan))
+        yield engine
     finally:
         with engine.begin() as connection:
             connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
 
 
-@pytest.mark.parametrize("statistics", ["young", "none"])
-def test_the_relays_poll_on_its_own_reads_the_events_in_line(servers, statistics):
+def test_the_relay_reads_the_events_in_line_not_the_week_of_published_ones(busy_outbox):
+    """young: statistics gathered while the table was young (B1). none: an outbox that grew in a burst before
+    autovacuum first came (a new service, or a freshly migrated one): PostgreSQL then plans the poll as a
+    bitmap scan of ix_outbox_waiting and a sort, every poll visiting every event taken out of line since."""
+    from services.reservation.tables import outbox
+
+    engine = busy_outbox
+    with engine.begin() as connection:
+        # Every event went in line and was published (an UPDATE: the row it was in line as is dead, and
+        # so are its index entries), a week of them; a few are in line now.
+        connection.execute(text("UPDATE outbox SET sent_at = now() - interval '3 days'"))
+        connection.execute(text("UPDATE outbox SET sent_at = now() - interval '8 days' WHERE seq <= 10"))
+        _events(connection, 1, sent_days_ago=None, quarantined=True)
+    relay = Relay(db.session_factory(engine), outbox, Accepting(), retention=timedelta(days=7))
+    for _ in range(2):  # the relay polls all the time: the first look may step over what died since,
+        # the second must not (a bitmap scan did, on every poll)
+        with engine.begin() as connection:
+            _events(connection, 5, sent_days_ago=None)
+        with Statements(engine, lambda s: "outbox" in s and not s.lstrip().startswith("UPDATE")) as run:
+            assert relay.relay_once() == 5
+            status = relay.status()
+            relay.prune()
+    assert (status["pending"], status["quarantined"], len(status["quarantined_rows"])) == (0, 1, 1)
+    assert len(run.kept) == 6  # the poll; status's two counts, its oldest and its list; the prune
+    with engine.begin() as connection:
+        _events(connection, 5, sent_days_ago=None)  # in line again, for the poll's plan
+    for statement, parameters, settings in run.kept:
+        # each read with the settings its own transaction sent, none where it sent none (the prune)
+        for mode in MODES:  # psycopg prepares a statement run often: the generic plan too
+            plan = executed_plan(engine, statement, parameters, mode, settings)
+            # the index's pages of entries marked dead (~85 for 30,000), not the 3,750 pages of their rows
+            assert blocks_read(plan) <= 200, (statement, settings, mode, blocks_read(plan), json.dumps(plan))
+
+
+def test_the_relays_poll_on_its_own_reads_the_events_in_line(busy_outbox):
     """As above, the poll alone: `status` (every 5 s) walks ix_outbox_waiting with an index scan, which marks
     the dead entries, and a bitmap scan after it skips them, so the test above cannot tell whether the poll's
     own transaction sent the settings. Between two `status` calls a busy relay takes thousands of events out
     of line; each poll of its own must not visit them all again."""
-    from services.reservation.tables import MIGRATIONS, outbox
+    from services.reservation.tables import outbox
 
-    if servers[0] is None:
-        pytest.skip("the plans are PostgreSQL's")
-    schema = f"outbox_poll_{uuid.uuid4().hex[:8]}"
-    engine = db.make_engine(servers[0].replace("postgresql://", "postgresql+psycopg://", 1), schema)
-    try:
-        upgrade(engine, MIGRATIONS, schema)
-        with engine.begin() as connection:
-            connection.execute(text("ALTER TABLE outbox SET (autovacuum_enabled = false)"))
-            _events(connection, 200, sent_days_ago=None)
-            if statistics == "young":
-                connection.execute(text("ANALYZE outbox"))
-            _events(connection, 30000, sent_days_ago=None)
-            connection.execute(text("UPDATE outbox SET sent_at = now()"))  # taken out of line since the last status
-        relay = Relay(db.session_factory(engine), outbox, Accepting(), retention=timedelta(days=7))
-        for _ in range(2):  # the first poll may step over what died since; the second must not
-            with engine.begin() as connection:
-                _events(connection, 5, sent_days_ago=None)
-            with Statements(engine, lambda s: "outbox" in s and s.lstrip().startswith("SELECT")) as run:
-                assert relay.relay_once() == 5
-        [(statement, parameters, settings)] = run.kept
+    engine = busy_outbox
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE outbox SET sent_at = now()"))  # taken out of line since the last status
+    relay = Relay(db.session_factory(engine), outbox, Accepting(), retention=timedelta(days=7))
+    for _ in range(2):  # the first poll may step over what died since; the second must not
         with engine.begin() as connection:
             _events(connection, 5, sent_days_ago=None)
-        for mode in MODES:
-            plan = executed_plan(engine, statement, parameters, mode, settings)
-            assert blocks_read(plan) <= 200, (settings, mode, blocks_read(plan), json.dumps(plan))
-    finally:
-        with engine.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+        with Statements(engine, lambda s: "outbox" in s and s.lstrip().startswith("SELECT")) as run:
+            assert relay.relay_once() == 5
+    [(statement, parameters, settings)] = run.kept
+    with engine.begin() as connection:
+        _events(connection, 5, sent_days_ago=None)
+    for mode in MODES:
+        plan = executed_plan(engine, statement, parameters, mode, settings)
+        assert blocks_read(plan) <= 200, (settings, mode, blocks_read(plan), json.dumps(plan))
