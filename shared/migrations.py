@@ -68,7 +68,6 @@ def run_env(context: EnvironmentContext, target_metadata: MetaData) -> None:
         context.run_migrations()
 
 
-
 def create_partial_index(name: str, table: str, columns: list[str], where: TextClause) -> None:
     """In a migration: the index, unless a valid one of that name is there already. On a large table an
     operator builds it first, CONCURRENTLY, so that the migration does not hold writes while it reads the

@@ -30,7 +30,7 @@ from shared.messaging import Bus, Publisher
 from shared.runtime import Runtime
 from shared.smtpsink import parse_headers
 from tests import infra
-from tests.plans import MODES, blocks_read, executed_plan, rows_read
+from tests.plans import MODES, Statements, blocks_read, executed_plan, rows_read
 from tests.support import ROOT, MailBox, wait_for
 
 PUBLIC = "https://cobuy.example"
@@ -451,7 +451,7 @@ def test_a_claim_reads_the_pending_mails_not_the_history_of_sent_ones(mailer, ma
     pending rows only, whatever the history, also in a prepared statement's generic plan. Without
     statistics (a log that grew in a burst before autovacuum came: B4's fan-out) PostgreSQL sorted every
     pending mail to claim 20, until the claim's transaction ruled out the plans that do not walk it."""
-    from sqlalchemy import event as sa_event, text
+    from sqlalchemy import text
 
     from bench.claim_history import seed
 
@@ -464,21 +464,11 @@ def test_a_claim_reads_the_pending_mails_not_the_history_of_sent_ones(mailer, ma
         seed(connection, "new", "pending", 3000)
         if statistics == "fresh":
             connection.execute(text("ANALYZE deliveries"))
-    statements: list = []
-
-    def keep(_conn, _cursor, statement, parameters, _context, _many):
-        if "set_config" in statement or statement.lstrip().startswith("UPDATE deliveries") and "claim_token" in statement:
-            statements.append((statement, parameters))
-
     sender = _sender(mailer, mailbox)
-    sa_event.listen(mailer.engine, "before_cursor_execute", keep)
-    try:
+    with Statements(mailer.engine, lambda s: s.lstrip().startswith("UPDATE deliveries") and "claim_token" in s) as run:
         claimed = sender.claim() + sender.claim()  # the first may step over what died since; the second must not
-    finally:
-        sa_event.remove(mailer.engine, "before_cursor_execute", keep)
     assert [r["recipient"] for r in claimed] == [f"new-{i}@x.io" for i in range(1, 41)]  # the oldest pending ones
-    settings = tuple(dict.fromkeys(statement for statement, _ in statements if "set_config" in statement))
-    statement, parameters = [kept for kept in statements if "set_config" not in kept[0]][-1]
+    statement, parameters, settings = run.kept[-1]  # the second claim, with the settings its transaction sent
     # psycopg prepares a statement run often; PostgreSQL may then plan it once for any values (generic)
     for mode in MODES:
         plan = executed_plan(mailer.engine, statement, parameters, mode, settings)
@@ -489,7 +479,7 @@ def test_reclaiming_abandoned_mails_reads_the_leases_not_the_mails_sent_since_va
     """Every mail passes through `sending`; once sent, its `sending` version and that version's entry in
     ix_deliveries_due are dead until VACUUM. The look for abandoned leases (every 5 s in each mailer)
     took a bitmap scan over all of them (6.9 ms a look in a full bench run)."""
-    from sqlalchemy import event as sa_event, text
+    from sqlalchemy import text
 
     from bench.claim_history import seed
 
@@ -504,23 +494,12 @@ def test_reclaiming_abandoned_mails_reads_the_leases_not_the_mails_sent_since_va
         seed(connection, "left", "claimed", 2)
         connection.execute(text("UPDATE deliveries SET claimed_at = now() - interval '1 hour' "
                                 "WHERE state IN ('sending', 'claimed')"))
-    statements: list = []
-
-    def keep(_conn, _cursor, statement, parameters, _context, _many):
-        if "set_config" in statement or statement.lstrip().startswith("UPDATE deliveries") and "claimed_at <" in statement:
-            statements.append((statement, parameters))
-
     sender = _sender(mailer, mailbox)
     assert sender.reclaim_abandoned() == 5  # the first look may step over what died since; the second must not
-    sa_event.listen(mailer.engine, "before_cursor_execute", keep)
-    try:
+    with Statements(mailer.engine, lambda s: s.lstrip().startswith("UPDATE deliveries") and "claimed_at <" in s) as run:
         assert sender.reclaim_abandoned() == 0
-    finally:
-        sa_event.remove(mailer.engine, "before_cursor_execute", keep)
-    settings = tuple(dict.fromkeys(statement for statement, _ in statements if "set_config" in statement))
-    looks = [kept for kept in statements if "set_config" not in kept[0]]
-    assert len(looks) == 2  # the claimed ones and the sending ones
-    for statement, parameters in looks:
+    assert len(run.kept) == 2  # the claimed ones and the sending ones
+    for statement, parameters, settings in run.kept:
         for mode in MODES:
             plan = executed_plan(mailer.engine, statement, parameters, mode, settings)
             assert blocks_read(plan) <= 200, (mode, blocks_read(plan), plan)
