@@ -70,6 +70,7 @@ import resource
 import smtplib
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -77,6 +78,7 @@ from email.header import Header
 from email.utils import formatdate
 from pathlib import Path
 
+import requests
 from email_validator import EmailNotValidError, validate_email
 from flask import Flask, request
 from kombu import Connection, Consumer, Exchange, Producer, Queue
@@ -89,7 +91,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.floor import PROXY, SINK, idle_rate  # noqa: E402
 from bench.gateway_cpu import wait_for_port as wait_port  # noqa: E402
-from bench.run import AMQP, PG, Bench, machine_busy, wrk  # noqa: E402
+from bench.run import AMQP, PG, Bench, count_freshness, freshness_figures, machine_busy, wrk  # noqa: E402
 from services.reservation import reservations  # noqa: E402
 from tests.infra import free_port  # noqa: E402
 
@@ -115,6 +117,8 @@ CREATE TABLE deliveries (
     id bigserial PRIMARY KEY, event_id text NOT NULL, recipient text NOT NULL, body text NOT NULL,
     state text NOT NULL, sent_at timestamptz);
 CREATE INDEX deliveries_pending ON deliveries (id) WHERE state = 'pending';
+CREATE TABLE counts (offer_id text PRIMARY KEY, reservation_count integer NOT NULL);
+CREATE TABLE catalog_inbox (event_id text PRIMARY KEY);
 """
 
 # cobuy's two statements, the same strings: the one piece of cobuy this imports, so that the floor's
@@ -131,6 +135,13 @@ RESUME = "UPDATE deliveries SET state = 'pending' WHERE state = 'sending'"  # wh
 CLAIM = ("UPDATE deliveries SET state = 'sending' WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' "
          "ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED) RETURNING id, event_id, recipient, body")
 MARK_SENT = "UPDATE deliveries SET state = 'sent', sent_at = now() WHERE id = %(id)s"
+COUNT_BATCH = ("WITH events AS (SELECT * FROM unnest(%(event_ids)s::text[], %(offer_ids)s::text[]) AS e (event_id, offer_id)), "
+               "new AS (INSERT INTO catalog_inbox (event_id) SELECT event_id FROM events ON CONFLICT DO NOTHING "
+               "RETURNING event_id) "
+               "UPDATE counts SET reservation_count = reservation_count + added.n "
+               "FROM (SELECT offer_id, count(*) AS n FROM events JOIN new USING (event_id) GROUP BY offer_id) added "
+               "WHERE counts.offer_id = added.offer_id")
+SHOW_COUNT = "SELECT reservation_count FROM counts WHERE offer_id = %(offer_id)s"
 
 
 def engine_for(url: str, **kwargs):
@@ -220,8 +231,11 @@ def web_app() -> Flask:
 
 # ---- relay, planner, sender: each run as `python bench/chain_floor.py <role> ...` ---------------
 
-def broker_queue(name: str) -> Queue:
-    return Queue(name, Exchange(name, "direct", durable=True), routing_key=EVENT_TYPE, durable=True)
+def broker_queue(name: str, consumer: str = "") -> Queue:
+    """The mailer's queue (the planner's), or with `consumer` another service's, bound to the same
+    exchange: each gets every event."""
+    return Queue(f"{name}-{consumer}" if consumer else name, Exchange(name, "direct", durable=True),
+                 routing_key=EVENT_TYPE, durable=True)
 
 
 def relay(database_url: str, amqp_url: str, queue_name: str) -> None:
@@ -275,6 +289,55 @@ def planner(database_url: str, amqp_url: str, queue_name: str) -> None:
             print("ready", flush=True)
             while True:
                 broker.drain_events()
+
+
+def catalog(database_url: str, amqp_url: str, queue_name: str) -> None:
+    """With --count: catalog's consumer, keeping the offer's count in its read model from the
+    reservation events themselves, with no recount and no count event of its own (cobuy recounts an
+    offer a few times a second instead: its CPU a reservation for a wait). Whatever has arrived is
+    applied at once in one transaction, one statement: the inbox rows (a redelivery counts nothing
+    twice) and each offer's count plus its new events (a cancel would be minus one); then one ack for
+    them all. One commit an event, tried first, fell behind under B1's load (p99 2.9 s)."""
+    db = engine_for(database_url, pool_size=1).raw_connection()
+    cursor = db.cursor()
+    arrived = []
+
+    with Connection(amqp_url) as broker:
+        with Consumer(broker.channel(), queues=[broker_queue(queue_name, "catalog")],
+                      callbacks=[lambda event, message: arrived.append((event, message))],
+                      accept=["json"], prefetch_count=100):
+            print("ready", flush=True)
+            while True:
+                broker.drain_events()
+                try:
+                    while len(arrived) < 100:
+                        broker.drain_events(timeout=0)  # what else is already here
+                except TimeoutError:
+                    pass
+                cursor.execute(COUNT_BATCH, {"event_ids": [event["id"] for event, _ in arrived],
+                                             "offer_ids": [event["data"]["offer_id"] for event, _ in arrived]})
+                db.commit()
+                arrived[-1][1].ack(multiple=True)
+                arrived.clear()
+
+
+def catalog_app() -> Flask:
+    """With --count, gunicorn's `bench.chain_floor:catalog_app()`: `GET /offers/<id>` answers the
+    offer's count from catalog's read model (one SELECT), as B2's probe reads cobuy's."""
+    app = Flask(__name__)
+    engine = engine_for(os.environ["CHAIN_DATABASE_URL"], pool_size=4, max_overflow=0)
+
+    @app.get("/offers/<offer_id>")
+    def offer(offer_id):
+        with engine.connect() as connection:
+            with connection.connection.dbapi_connection.cursor() as cursor:
+                cursor.execute(SHOW_COUNT, {"offer_id": offer_id})
+                row = cursor.fetchone()
+        if row is None:
+            return {"error": "offer_not_found"}, 404
+        return {"id": offer_id, "reservation_count": row[0]}
+
+    return app
 
 
 def confirmation(event_id: str, data: dict) -> bytes:
@@ -339,7 +402,7 @@ def sender(database_url: str, smtp_port: str) -> None:
                 cursor.execute(MARK_SENT, {"id": delivery_id})
 
 
-ROLES = {"relay": relay, "planner": planner, "sender": sender}
+ROLES = {"relay": relay, "planner": planner, "sender": sender, "catalog": catalog}
 
 
 # ---- the measurement ------------------------------------------------------------------------------
@@ -390,7 +453,9 @@ def used_since(before: dict, after: dict) -> dict[str, float]:
 class Chain:
     """A fresh database and queue, and the chain's processes; `close` undoes it all."""
 
-    def __init__(self):
+    def __init__(self, count: bool = False):
+        self.count = count
+        self.consumers = ("", "catalog") if count else ("",)  # the broker queues: the mailer's, catalog's
         self.tag = tag = uuid.uuid4().hex[:8]
         self.admin = engine_for(PG, isolation_level="AUTOCOMMIT")
         self.db_name, self.queue_name = f"cobuy_chain_{tag}", f"cobuy-chain-{tag}"
@@ -406,22 +471,33 @@ class Chain:
         with self.db.begin() as c:
             c.exec_driver_sql(SCHEMA)
         with Connection(AMQP) as broker:
-            broker_queue(self.queue_name)(broker.channel()).declare()
-        web_port, smtp_port = free_port(), free_port()
+            for consumer in self.consumers:
+                broker_queue(self.queue_name, consumer)(broker.channel()).declare()
+        web_port, smtp_port, catalog_port = free_port(), free_port(), free_port()
         self.start("sink", [sys.executable, "-c", SINK, str(smtp_port)], stdin=subprocess.PIPE)
         self.start("web", [sys.executable, "-m", "gunicorn", "--no-control-socket", "-w", "2", "-k", "gthread",
                            "--threads", "4", "--log-level", "warning", "-b", f"127.0.0.1:{web_port}",
                            "bench.chain_floor:web_app()"],
                    env={**os.environ, "CHAIN_DATABASE_URL": self.db_url}, stdout=subprocess.DEVNULL)
-        self.start("gateway", [sys.executable, "-c", PROXY, str(self.port), f"http://127.0.0.1:{web_port}"],
-                   stdout=subprocess.DEVNULL)
+        routes = [f"/reserve/=http://127.0.0.1:{web_port}"]
+        if self.count:
+            self.start("catalog web", [sys.executable, "-m", "gunicorn", "--no-control-socket", "-w", "2", "-k",
+                                       "gthread", "--threads", "4", "--log-level", "warning",
+                                       "-b", f"127.0.0.1:{catalog_port}", "bench.chain_floor:catalog_app()"],
+                       env={**os.environ, "CHAIN_DATABASE_URL": self.db_url}, stdout=subprocess.DEVNULL)
+            routes.append(f"/offers/=http://127.0.0.1:{catalog_port}")
+        self.start("gateway", [sys.executable, "-c", PROXY, str(self.port), *routes], stdout=subprocess.DEVNULL)
         me = [sys.executable, str(Path(__file__).resolve())]
         self.start("relay", [*me, "relay", self.db_url, AMQP, self.queue_name])
         self.start("planner", [*me, "planner", self.db_url, AMQP, self.queue_name])
         self.start("sender", [*me, "sender", self.db_url, str(smtp_port)])
-        for name in ("sink", "relay", "planner", "sender"):
+        if self.count:
+            self.start("catalog", [*me, "catalog", self.db_url, AMQP, self.queue_name])
+        for name in ["sink", "relay", "planner", "sender"] + (["catalog"] if self.count else []):
             assert self.processes[name].stdout.readline().strip() == "ready", f"{name} did not start"
         wait_port(web_port)
+        if self.count:
+            wait_port(catalog_port)
         wait_port(self.port)
 
     def start(self, name: str, command: list[str], **kwargs) -> None:
@@ -434,6 +510,7 @@ class Chain:
                            "'Bench Seller', false, false)"),
                       {"id": offer_id, "title": title, "closes_at": datetime.now(timezone.utc) + timedelta(days=1),
                        "minimum": minimum})
+            c.execute(text("INSERT INTO counts VALUES (:id, 0)"), {"id": offer_id})
         return offer_id
 
     def value(self, sql: str, **params) -> int:
@@ -473,8 +550,9 @@ class Chain:
             c.execute(text(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'))
         self.admin.dispose()
         with Connection(AMQP) as broker:
-            queue = broker_queue(self.queue_name)(broker.channel())
-            queue.delete()
+            for consumer in self.consumers:
+                queue = broker_queue(self.queue_name, consumer)(broker.channel())
+                queue.delete()
             queue.exchange.delete()
 
 
@@ -484,10 +562,21 @@ def measure(chain: Chain, seconds: int, idle: float) -> dict:
     wrk(base, 16, 2, "reserve.lua", f"/reserve/{warm}", f"warm{chain.tag}")
     chain.drained()
     offer = chain.offer("Electric bike, 20 inch", 40)
+    stop, taken, probe = threading.Event(), [], None
+    if chain.count:  # B2's probe, as bench/run.py runs it beside B1
+        http = requests.Session()
+        probe = threading.Thread(target=lambda: taken.extend(count_freshness(
+            f"{base}/reserve/{offer}", f"{chain.tag}@bench.example",
+            lambda: chain.value("SELECT count(*) FROM reservations WHERE offer_id = :o", o=offer),
+            lambda: http.get(f"{base}/offers/{offer}").json()["reservation_count"], stop)))
+        probe.start()
     cpu = cpu_by_part(chain)
     busy, at = machine_busy()
     result = wrk(base, 64, seconds, "reserve.lua", f"/reserve/{offer}", f"chain{chain.tag}")
     window_busy, window_at = machine_busy()
+    stop.set()
+    if probe:
+        probe.join()
     done_at = chain.drained()
     end_busy, end_at = machine_busy()
     cpu = used_since(cpu, cpu_by_part(chain))
@@ -495,6 +584,9 @@ def measure(chain: Chain, seconds: int, idle: float) -> dict:
     total = chain.value("SELECT count(*) FROM reservations")
     received = chain.mails_received()
     assert received == total, f"{received} mails received for {total} reservations"
+    if chain.count:
+        shown = chain.value("SELECT reservation_count FROM counts WHERE offer_id = :o", o=offer)
+        assert shown == accepted, f"catalog counts {shown} of {accepted} reservations"
     per = 1000 / accepted
     machine = end_busy - busy
     return {
@@ -509,12 +601,16 @@ def measure(chain: Chain, seconds: int, idle: float) -> dict:
         "processes_ms": round(sum(cpu.values()) * per, 3),
         "own_ms": {name: round(used * per, 3) for name, used in sorted(cpu.items(), key=lambda kv: -kv[1])},
         "rest_ms": round((machine - sum(cpu.values())) * per, 3),
+        **({"B2": freshness_figures(taken)} if chain.count else {}),
     }
 
 
 def report(row: dict, seconds: int) -> None:
     print(f"wrk {seconds} s at 64 connections through the gateway: {row['rps']} /s, p99 {row['p99_ms']} ms, "
           f"{row['errors']} errors; {row['accepted']} reservations accepted (wrk counted {row['wrk_requests']})")
+    if "B2" in row:
+        print(f"B2, 201 to the count shown through the gateway, beside wrk: p99 {row['B2']['value']} ms, "
+              f"p50 {row['B2']['p50_ms']} ms, {row['B2']['samples']} probes")
     print(f"mails drained {row['drain_s']} s after wrk stopped; {row['mails']['received']} received "
           f"({row['mails']['for_warm_up']} of them for the warm-up), one for each reservation")
     print(f"\n{'machine ms per reservation':<44} {'ms':>7}")
@@ -534,9 +630,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=30, help="the wrk drive")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--count", action="store_true",
+                        help="with catalog's count (a consumer and a web) and B2's probe beside wrk")
     args = parser.parse_args()
     idle = idle_rate()
-    chain = Chain()
+    chain = Chain(args.count)
     try:
         chain.open()
         row = measure(chain, args.seconds, idle)

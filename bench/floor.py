@@ -43,12 +43,15 @@ PROXY = '''
 import sys, asyncio, uvloop
 import aiohttp
 from aiohttp import web
-UPSTREAM = sys.argv[2]
+# the upstreams: a URL, or PREFIX=URL (the first whose prefix starts the path)
+ROUTES = [tuple(a.split("=", 1)) if "=" in a else ("/", a) for a in sys.argv[2:]]
 DROP = {"host", "content-length", "transfer-encoding", "connection"}
 async def forward(request):
     session = request.app["session"]
     headers = {k: v for k, v in request.headers.items() if k.lower() not in DROP}
-    async with session.request(request.method, UPSTREAM + request.rel_url.raw_path_qs, headers=headers,
+    path = request.rel_url.raw_path_qs
+    upstream = next(url for prefix, url in ROUTES if path.startswith(prefix))
+    async with session.request(request.method, upstream + path, headers=headers,
                                data=await request.read()) as reply:
         body = await reply.read()
         return web.Response(body=body, status=reply.status, content_type=reply.content_type)

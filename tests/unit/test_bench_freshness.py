@@ -13,3 +13,50 @@ def test_each_count_waits_until_the_client_shows_a_count_that_includes_it():
 def test_a_client_that_never_shows_a_count_adds_no_delay_for_it():
     assert bench_run.freshness([[(1, 5.0)]], [4.0, 4.5], samples=2) == [1.0]
     assert bench_run.freshness([[]], [], samples=2) == []
+
+
+def test_b2_probe_times_each_201_until_the_count_shown_covers_it_and_skips_refused_reservations():
+    """count_freshness, which B1's run and bench/chain_floor.py --count share: a refused reservation
+    (409) is not a sample; an accepted one is timed from its 201 until `shown()` reaches `committed()`."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    answers = iter([409, 201, 201])
+    received = []
+
+    class Reservations(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(next(answers, 201))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Reservations)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    stop, state = threading.Event(), {"committed": 0, "polls": 0}
+
+    def committed():
+        state["committed"] += 1  # each accepted probe adds one reservation
+        state["shown_from"] = time.time() + 0.05 * state["committed"]  # shown 50 ms later, then 100 ms
+        return state["committed"]
+
+    def shown():
+        state["polls"] += 1
+        if state["committed"] == 2:
+            stop.set()  # the second sample is the last
+        return state["committed"] if time.time() >= state["shown_from"] else state["committed"] - 1
+
+    try:
+        taken = bench_run.count_freshness(f"http://127.0.0.1:{server.server_port}/reserve", "t@bench.example",
+                                          committed, shown, stop)
+    finally:
+        server.shutdown()
+    assert len(received) == 3 and b'"probe-1-t@bench.example"' in received[0] and b"probe-3-" in received[2]
+    assert len(taken) == 2  # the 409 was not a sample
+    assert 0.05 <= taken[0] < 0.5 and state["polls"] > 3  # polled until the count caught up
+    assert bench_run.freshness_figures([0.1] * 98 + [0.3, 0.9]) == {"value": 900.0, "samples": 100, "p50_ms": 100.0}
+    assert bench_run.freshness_figures([])["value"] is None
