@@ -46,8 +46,15 @@ Left out, as near zero per reservation or outside an accepted reservation's path
 recounts an offer a few times a second, coalesced, whatever the rate) and the auction and catalog
 consumers that hear it; the repeat, the re-reservation after a cancel, Idempotency-Key and verified
 offers (cobuy's general path: a request that is not new answers 409 here); metrics, logs, rate
-limits, cobuy's leases and claim tokens on deliveries (they let several senders run; here one does),
+limits, cobuy's leases and claim tokens on deliveries (with `--senders N` each sender has a number
+instead, and takes back only its own when it starts),
 the language of the mail, retries.
+
+`--count` adds catalog's count and B2's probe (bench/run.py's `count_freshness`, beside wrk): catalog's
+consumer on a second queue of the relay's exchange (below, `catalog`) and a catalog web, `GET
+/offers/<id>` (one SELECT), behind the gateway, which routes by path prefix: the freshest count the
+fixed shape allows, for B2's floor. `--senders N` runs N senders, each on its own SMTP connection, so
+the mail keeps closer to wrk's rate and more of it falls in wrk's window.
 
 Besides the figure: wrk's rate, p99 and errors; the machine's ms per reservation within wrk's window
 alone (what B1's window sees, some mails still behind), also without the idle machine subtracted as
@@ -115,7 +122,7 @@ CREATE TABLE outbox (
 CREATE TABLE inbox (event_id text PRIMARY KEY, processed_at timestamptz NOT NULL);
 CREATE TABLE deliveries (
     id bigserial PRIMARY KEY, event_id text NOT NULL, recipient text NOT NULL, body text NOT NULL,
-    state text NOT NULL, sent_at timestamptz);
+    state text NOT NULL, sent_at timestamptz, sender integer);
 CREATE INDEX deliveries_pending ON deliveries (id) WHERE state = 'pending';
 CREATE TABLE counts (offer_id text PRIMARY KEY, reservation_count integer NOT NULL);
 CREATE TABLE catalog_inbox (event_id text PRIMARY KEY);
@@ -131,9 +138,11 @@ PLAN = ("WITH first AS (INSERT INTO inbox (event_id, processed_at) VALUES (%(eve
         "ON CONFLICT DO NOTHING RETURNING event_id) "
         "INSERT INTO deliveries (event_id, recipient, body, state) SELECT event_id, %(recipient)s, %(body)s, 'pending' "
         "FROM first")
-RESUME = "UPDATE deliveries SET state = 'pending' WHERE state = 'sending'"  # what a dead sender left
-CLAIM = ("UPDATE deliveries SET state = 'sending' WHERE id IN (SELECT id FROM deliveries WHERE state = 'pending' "
-         "ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED) RETURNING id, event_id, recipient, body")
+# what this sender left when it died (each sender has its number, so one starting again does not
+# take back the mails the others are sending)
+RESUME = "UPDATE deliveries SET state = 'pending' WHERE state = 'sending' AND sender = %(me)s"
+CLAIM = ("UPDATE deliveries SET state = 'sending', sender = %(me)s WHERE id IN (SELECT id FROM deliveries "
+         "WHERE state = 'pending' ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED) RETURNING id, event_id, recipient, body")
 MARK_SENT = "UPDATE deliveries SET state = 'sent', sent_at = now() WHERE id = %(id)s"
 COUNT_BATCH = ("WITH events AS (SELECT * FROM unnest(%(event_ids)s::text[], %(offer_ids)s::text[]) AS e (event_id, offer_id)), "
                "new AS (INSERT INTO catalog_inbox (event_id) SELECT event_id FROM events ON CONFLICT DO NOTHING "
@@ -385,14 +394,14 @@ def confirmation(event_id: str, data: dict) -> bytes:
         f"--part--\n").replace("\n", "\r\n").encode()
 
 
-def sender(database_url: str, smtp_port: str) -> None:
+def sender(database_url: str, smtp_port: str, me: str) -> None:
     db = engine_for(database_url, pool_size=1, isolation_level="AUTOCOMMIT").raw_connection()
     cursor = db.cursor()
-    cursor.execute(RESUME)
+    cursor.execute(RESUME, {"me": int(me)})
     with smtplib.SMTP("127.0.0.1", int(smtp_port)) as smtp:
         print("ready", flush=True)
         while True:
-            cursor.execute(CLAIM)
+            cursor.execute(CLAIM, {"me": int(me)})
             rows = sorted(cursor.fetchall())
             if not rows:
                 time.sleep(0.05)
@@ -453,8 +462,8 @@ def used_since(before: dict, after: dict) -> dict[str, float]:
 class Chain:
     """A fresh database and queue, and the chain's processes; `close` undoes it all."""
 
-    def __init__(self, count: bool = False):
-        self.count = count
+    def __init__(self, count: bool = False, senders: int = 1):
+        self.count, self.senders = count, senders
         self.consumers = ("", "catalog") if count else ("",)  # the broker queues: the mailer's, catalog's
         self.tag = tag = uuid.uuid4().hex[:8]
         self.admin = engine_for(PG, isolation_level="AUTOCOMMIT")
@@ -490,10 +499,12 @@ class Chain:
         me = [sys.executable, str(Path(__file__).resolve())]
         self.start("relay", [*me, "relay", self.db_url, AMQP, self.queue_name])
         self.start("planner", [*me, "planner", self.db_url, AMQP, self.queue_name])
-        self.start("sender", [*me, "sender", self.db_url, str(smtp_port)])
+        senders = [f"sender {n}" if self.senders > 1 else "sender" for n in range(self.senders)]
+        for n, name in enumerate(senders):
+            self.start(name, [*me, "sender", self.db_url, str(smtp_port), str(n)])
         if self.count:
             self.start("catalog", [*me, "catalog", self.db_url, AMQP, self.queue_name])
-        for name in ["sink", "relay", "planner", "sender"] + (["catalog"] if self.count else []):
+        for name in ["sink", "relay", "planner", *senders] + (["catalog"] if self.count else []):
             assert self.processes[name].stdout.readline().strip() == "ready", f"{name} did not start"
         wait_port(web_port)
         if self.count:
@@ -632,9 +643,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--count", action="store_true",
                         help="with catalog's count (a consumer and a web) and B2's probe beside wrk")
+    parser.add_argument("--senders", type=int, default=1,
+                        help="sender processes, each on its own SMTP connection (one falls behind wrk's rate)")
     args = parser.parse_args()
     idle = idle_rate()
-    chain = Chain(args.count)
+    chain = Chain(args.count, args.senders)
     try:
         chain.open()
         row = measure(chain, args.seconds, idle)
