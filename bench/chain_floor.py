@@ -144,7 +144,8 @@ RESUME = "UPDATE deliveries SET state = 'pending' WHERE state = 'sending' AND se
 CLAIM = ("UPDATE deliveries SET state = 'sending', sender = %(me)s WHERE id IN (SELECT id FROM deliveries "
          "WHERE state = 'pending' ORDER BY id LIMIT 20 FOR UPDATE SKIP LOCKED) RETURNING id, event_id, recipient, body")
 MARK_SENT = "UPDATE deliveries SET state = 'sent', sent_at = now() WHERE id = %(id)s"
-COUNT_BATCH = ("WITH events AS (SELECT * FROM unnest(%(event_ids)s::text[], %(offer_ids)s::text[]) AS e (event_id, offer_id)), "
+COUNT_BATCH = ("WITH events AS (SELECT DISTINCT * FROM unnest(%(event_ids)s::text[], %(offer_ids)s::text[]) "
+               "AS e (event_id, offer_id)), "  # DISTINCT: an event delivered twice in one batch counts once
                "new AS (INSERT INTO catalog_inbox (event_id) SELECT event_id FROM events ON CONFLICT DO NOTHING "
                "RETURNING event_id) "
                "UPDATE counts SET reservation_count = reservation_count + added.n "
@@ -323,6 +324,8 @@ def catalog(database_url: str, amqp_url: str, queue_name: str) -> None:
                         broker.drain_events(timeout=0)  # what else is already here
                 except TimeoutError:
                     pass
+                if not arrived:  # the broker said something else (a connection.blocked, say)
+                    continue
                 cursor.execute(COUNT_BATCH, {"event_ids": [event["id"] for event, _ in arrived],
                                              "offer_ids": [event["data"]["offer_id"] for event, _ in arrived]})
                 db.commit()
@@ -573,13 +576,13 @@ def measure(chain: Chain, seconds: int, idle: float) -> dict:
     wrk(base, 16, 2, "reserve.lua", f"/reserve/{warm}", f"warm{chain.tag}")
     chain.drained()
     offer = chain.offer("Electric bike, 20 inch", 40)
-    stop, taken, probe = threading.Event(), [], None
+    stop, taken, gets, probe = threading.Event(), [], [], None
     if chain.count:  # B2's probe, as bench/run.py runs it beside B1
         http = requests.Session()
         probe = threading.Thread(target=lambda: taken.extend(count_freshness(
             f"{base}/reserve/{offer}", f"{chain.tag}@bench.example",
             lambda: chain.value("SELECT count(*) FROM reservations WHERE offer_id = :o", o=offer),
-            lambda: http.get(f"{base}/offers/{offer}").json()["reservation_count"], stop)))
+            lambda: http.get(f"{base}/offers/{offer}").json()["reservation_count"], stop, gets)))
         probe.start()
     cpu = cpu_by_part(chain)
     busy, at = machine_busy()
@@ -612,7 +615,7 @@ def measure(chain: Chain, seconds: int, idle: float) -> dict:
         "processes_ms": round(sum(cpu.values()) * per, 3),
         "own_ms": {name: round(used * per, 3) for name, used in sorted(cpu.items(), key=lambda kv: -kv[1])},
         "rest_ms": round((machine - sum(cpu.values())) * per, 3),
-        **({"B2": freshness_figures(taken)} if chain.count else {}),
+        **({"B2": freshness_figures(taken, gets)} if chain.count else {}),
     }
 
 
@@ -621,7 +624,8 @@ def report(row: dict, seconds: int) -> None:
           f"{row['errors']} errors; {row['accepted']} reservations accepted (wrk counted {row['wrk_requests']})")
     if "B2" in row:
         print(f"B2, 201 to the count shown through the gateway, beside wrk: p99 {row['B2']['value']} ms, "
-              f"p50 {row['B2']['p50_ms']} ms, {row['B2']['samples']} probes")
+              f"p50 {row['B2']['p50_ms']} ms, {row['B2']['samples']} probes; the count GETs alone "
+              f"{row['B2'].get('count_get_ms')}")
     print(f"mails drained {row['drain_s']} s after wrk stopped; {row['mails']['received']} received "
           f"({row['mails']['for_warm_up']} of them for the warm-up), one for each reservation")
     print(f"\n{'machine ms per reservation':<44} {'ms':>7}")

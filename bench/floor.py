@@ -56,7 +56,7 @@ async def forward(request):
         body = await reply.read()
         return web.Response(body=body, status=reply.status, content_type=reply.content_type)
 async def start(app):
-    app["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64))
+    app["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512))  # as cobuy's gateway
 async def stop(app):
     await app["session"].close()
 app = web.Application()
