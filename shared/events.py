@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import typing
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
@@ -56,14 +57,24 @@ def _as_json(value: Any) -> Any:
 def read(reader: type[T], data: dict[str, Any]) -> T:
     """The consumer's view of an event's data: the reader's fields only (nested readers, lists of
     them and instants read in turn); a field the data lacks takes the reader's default, or is a KeyError."""
-    hints = typing.get_type_hints(reader)
     values = {}
-    for field in dataclasses.fields(reader):  # type: ignore[arg-type]
-        if field.name in data:
-            values[field.name] = _read_value(hints[field.name], data[field.name])
-        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise KeyError(field.name)
+    for name, hint, required in _reader_fields(reader):
+        if name in data:
+            values[name] = _read_value(hint, data[name])
+        elif required:
+            raise KeyError(name)
     return reader(**values)
+
+
+@functools.lru_cache(maxsize=256)
+def _reader_fields(reader: type) -> tuple[tuple[str, Any, bool], ...]:
+    """(name, type, required) of each of a reader's fields, worked out once per reader: resolving the
+    annotations (`typing.get_type_hints`, which evaluates each one from its string) was a tenth of the
+    mailer's CPU while it planned a confirmation (py-spy --gil, B1's drain, 2026-11-27)."""
+    hints = typing.get_type_hints(reader)
+    return tuple((field.name, hints[field.name],
+                  field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING)
+                 for field in dataclasses.fields(reader))
 
 
 def _read_value(hint: Any, value: Any) -> Any:
