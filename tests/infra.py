@@ -9,10 +9,13 @@ import socket
 import subprocess
 import uuid
 from contextlib import contextmanager
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -172,3 +175,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def postgres_schema(servers, prefix: str, why: str) -> Iterator[tuple["Engine", str]]:
+    """An engine on this run's PostgreSQL bound to a fresh schema `<prefix>_<random>`, and the schema's
+    name; the schema is dropped after. Without PostgreSQL the test is skipped, saying `why` it needs it."""
+    from shared import db
+
+    if servers[0] is None:
+        pytest.skip(why)
+    schema = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    engine = db.make_engine(servers[0].replace("postgresql://", "postgresql+psycopg://", 1), schema)
+    try:
+        yield engine, schema
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        engine.dispose()

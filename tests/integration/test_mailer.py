@@ -514,14 +514,10 @@ def test_an_interrupted_concurrent_build_of_the_claimers_index_is_not_taken_for_
     from sqlalchemy import text
 
     from services.mailer.tables import MIGRATIONS
-    from shared import db
     from shared.migrations import upgrade
+    from tests.infra import postgres_schema
 
-    if servers[0] is None:
-        pytest.skip("CREATE INDEX CONCURRENTLY is PostgreSQL's")
-    schema = f"pending_ix_{uuid.uuid4().hex[:8]}"
-    engine = db.make_engine(servers[0].replace("postgresql://", "postgresql+psycopg://", 1), schema)
-    try:
+    with postgres_schema(servers, "pending_ix", "CREATE INDEX CONCURRENTLY is PostgreSQL's") as (engine, schema):
         upgrade(engine, MIGRATIONS, schema, "0005")
         build = ("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_deliveries_pending ON deliveries (id) "
                  "WHERE state = 'pending'")  # as docs/operations.md says, in the service's schema
@@ -541,7 +537,3 @@ def test_an_interrupted_concurrent_build_of_the_claimers_index_is_not_taken_for_
                 "WHERE c.relname = 'ix_deliveries_pending' AND c.relnamespace = CAST(:schema AS regnamespace)"),
                 {"schema": schema}).scalar_one()
         assert valid, "migration 0006 is recorded but ix_deliveries_pending is INVALID: the claim cannot use it"
-    finally:
-        with engine.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()

@@ -4,7 +4,6 @@ PostgreSQL's statistics say about the table."""
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -14,6 +13,7 @@ from shared import clock, db
 from shared.envelope import Envelope
 from shared.migrations import upgrade
 from shared.outbox import Relay
+from tests.infra import postgres_schema
 from tests.plans import MODES, Statements, blocks_read, executed_plan
 
 
@@ -48,11 +48,7 @@ def busy_outbox(servers, request):
     with no statistics at all (none: an outbox that grew in a burst, a new or freshly migrated service)."""
     from services.reservation.tables import MIGRATIONS
 
-    if servers[0] is None:
-        pytest.skip("the plans are PostgreSQL's")
-    schema = f"outbox_history_{uuid.uuid4().hex[:8]}"
-    engine = db.make_engine(servers[0].replace("postgresql://", "postgresql+psycopg://", 1), schema)
-    try:
+    with postgres_schema(servers, "outbox_history", "the plans are PostgreSQL's") as (engine, schema):
         upgrade(engine, MIGRATIONS, schema)
         with engine.begin() as connection:
             connection.execute(text("ALTER TABLE outbox SET (autovacuum_enabled = false)"))
@@ -61,10 +57,6 @@ def busy_outbox(servers, request):
                 connection.execute(text("ANALYZE outbox"))
             _events(connection, 30000, sent_days_ago=None)
         yield engine
-    finally:
-        with engine.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 def test_the_relay_reads_the_events_in_line_not_the_week_of_published_ones(busy_outbox):

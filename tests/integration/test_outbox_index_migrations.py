@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from shared import db
 from shared.migrations import alembic_config, upgrade
+from tests.infra import postgres_schema
 
 PREVIOUS = {"reservation": "0007", "catalog": "0007", "auction": "0002"}
 NAMES = {"ix_outbox_waiting", "ix_outbox_quarantined"}
@@ -70,11 +71,7 @@ def test_the_outbox_indexes_come_with_the_migration_and_go_with_its_downgrade(ur
 def test_an_operators_concurrent_build_is_found_not_built_again(servers):
     from services.reservation.tables import MIGRATIONS
 
-    if servers[0] is None:
-        pytest.skip("CREATE INDEX CONCURRENTLY is PostgreSQL's")
-    schema = f"outbox_cic_{uuid.uuid4().hex[:8]}"
-    engine = db.make_engine(servers[0].replace("postgresql://", "postgresql+psycopg://", 1), schema)
-    try:
+    with postgres_schema(servers, "outbox_cic", "CREATE INDEX CONCURRENTLY is PostgreSQL's") as (engine, schema):
         upgrade(engine, MIGRATIONS, schema, "0007")
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as admin:
             # docs/operations.md, with this schema for `reservation`
@@ -93,7 +90,3 @@ def test_an_operators_concurrent_build_is_found_not_built_again(servers):
                 "WHERE i.indisvalid AND c.relname IN ('ix_outbox_waiting', 'ix_outbox_quarantined') "
                 "AND c.relnamespace = CAST(:schema AS regnamespace)"), {"schema": schema}).all())
         assert after == before and set(after) == NAMES
-    finally:
-        with engine.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()

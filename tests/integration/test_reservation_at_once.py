@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from datetime import timedelta
 
 import pytest
@@ -15,27 +14,20 @@ from services.reservation.tables import MIGRATIONS, outbox, reservations
 from shared import db
 from shared.migrations import upgrade
 from shared.problems import Problem
+from tests.infra import postgres_schema
 from tests.use_cases import SECRET, T0, offer_published, recorded
 
 
 @pytest.fixture
 def sessions(servers, at):
-    if servers[0] is None:
-        pytest.skip("the two-statement path is PostgreSQL's")
-    at(T0 + timedelta(minutes=1))
-    schema = f"at_once_{uuid.uuid4().hex[:8]}"
-    engine = db.make_engine(servers[0].replace("postgresql://", "postgresql+psycopg://", 1), schema)
-    try:
+    with postgres_schema(servers, "at_once", "the two-statement path is PostgreSQL's") as (engine, schema):
+        at(T0 + timedelta(minutes=1))
         upgrade(engine, MIGRATIONS, schema)
         sessions = db.session_factory(engine)
         with sessions.begin() as session:
             use_cases.on_offer_published(session, offer_published("o1"))
             use_cases.on_offer_published(session, offer_published("o2", verify_emails=True))
         yield sessions
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 @pytest.fixture
