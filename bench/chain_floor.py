@@ -487,16 +487,10 @@ class Chain:
                 broker_queue(self.queue_name, consumer)(broker.channel()).declare()
         web_port, smtp_port, catalog_port = free_port(), free_port(), free_port()
         self.start("sink", [sys.executable, "-c", SINK, str(smtp_port)], stdin=subprocess.PIPE)
-        self.start("web", [sys.executable, "-m", "gunicorn", "--no-control-socket", "-w", "2", "-k", "gthread",
-                           "--threads", "4", "--log-level", "warning", "-b", f"127.0.0.1:{web_port}",
-                           "bench.chain_floor:web_app()"],
-                   env={**os.environ, "CHAIN_DATABASE_URL": self.db_url}, stdout=subprocess.DEVNULL)
+        self.start_web("web", "web_app()", web_port)
         routes = [f"/reserve/=http://127.0.0.1:{web_port}"]
         if self.count:
-            self.start("catalog web", [sys.executable, "-m", "gunicorn", "--no-control-socket", "-w", "2", "-k",
-                                       "gthread", "--threads", "4", "--log-level", "warning",
-                                       "-b", f"127.0.0.1:{catalog_port}", "bench.chain_floor:catalog_app()"],
-                       env={**os.environ, "CHAIN_DATABASE_URL": self.db_url}, stdout=subprocess.DEVNULL)
+            self.start_web("catalog web", "catalog_app()", catalog_port)
             routes.append(f"/offers/=http://127.0.0.1:{catalog_port}")
         self.start("gateway", [sys.executable, "-c", PROXY, str(self.port), *routes], stdout=subprocess.DEVNULL)
         me = [sys.executable, str(Path(__file__).resolve())]
@@ -513,6 +507,12 @@ class Chain:
         if self.count:
             wait_port(catalog_port)
         wait_port(self.port)
+
+    def start_web(self, name: str, app: str, port: int) -> None:
+        """A Flask app of this module under gunicorn, as cobuy runs its web processes: 2 workers × 4 threads."""
+        self.start(name, [sys.executable, "-m", "gunicorn", "--no-control-socket", "-w", "2", "-k", "gthread",
+                          "--threads", "4", "--log-level", "warning", "-b", f"127.0.0.1:{port}", f"bench.chain_floor:{app}"],
+                   env={**os.environ, "CHAIN_DATABASE_URL": self.db_url}, stdout=subprocess.DEVNULL)
 
     def start(self, name: str, command: list[str], **kwargs) -> None:
         self.processes[name] = subprocess.Popen(command, cwd=ROOT, text=True, **{"stdout": subprocess.PIPE, **kwargs})

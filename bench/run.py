@@ -588,9 +588,8 @@ def freshness_figures(taken: list[float], gets: list[float] | None = None) -> di
     figures = {"value": round(p99, 1) if p99 else None, "samples": len(fresh),
                "p50_ms": round(statistics.median(fresh) * 1000, 1) if fresh else None}
     if gets:
-        ordered = sorted(gets)
-        figures["count_get_ms"] = {f"p{round(q * 100)}": round(ordered[int(q * (len(ordered) - 1))] * 1000, 1)
-                                   for q in (0.5, 0.9, 0.99)}
+        ms = sorted(g * 1000 for g in gets)
+        figures["count_get_ms"] = {f"p{round(q * 100)}": percentile(ms, q) for q in (0.5, 0.9, 0.99)}
     return figures
 
 
