@@ -16,6 +16,7 @@ import math
 import threading
 import time
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Callable
 
 from sqlalchemy import (
@@ -36,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock, logs, metrics
-from shared.db import UTCDateTime, db_now, insert_ignore, queue_plans
+from shared.db import UTCDateTime, db_now, insert_for, insert_ignore, is_postgres, queue_plans
 from shared.envelope import Envelope
 from shared.events import Event
 from shared.failures import describe, is_transient
@@ -141,6 +142,20 @@ def first_delivery(session: Session, inbox: Table, consumer: str, event_id: str)
         {"consumer": consumer, "event_id": event_id, "processed_at": clock.now()},
         ["consumer", "event_id"],
     )
+
+
+def first_deliveries(session: Session, inbox: Table, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """first_delivery for many (consumer, event) pairs in one statement: the pairs claimed now, that
+    is neither processed before nor named twice in `keys` (the second naming is the duplicate)."""
+    now = clock.now()
+    rows = [{"consumer": consumer, "event_id": event_id, "processed_at": now} for consumer, event_id in keys]
+    return {(r[0], r[1]) for r in session.execute(_claiming(is_postgres(session), inbox), rows)}
+
+
+@lru_cache(maxsize=16)
+def _claiming(postgres: bool, inbox: Table):
+    return (insert_for(postgres, inbox).on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+            .returning(inbox.c.consumer, inbox.c.event_id))
 
 
 class Relay:

@@ -62,7 +62,7 @@ class Runtime:
 
         return RateLimiter(self.sessions, table, parse(self.config.rate_limit))
 
-    def consumer(self, inbox: Table, handlers: dict[str, Handler]) -> Consumer:
+    def consumer(self, inbox: Table, handlers: dict[str, Handler], burst: int = 1) -> Consumer:
         return Consumer(self.bus, self.service, self.sessions, inbox, handlers,
-                        transient_seconds=self.config.transient_retry_seconds)
+                        transient_seconds=self.config.transient_retry_seconds, burst=burst)
 

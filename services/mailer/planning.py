@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from shared import clock, languages, logs
 from shared.db import insert_ignore, insert_ignore_many
 from shared.envelope import Envelope
+from shared.messaging import Together
 from shared.events import read
 
 from .tables import batches, deliveries, sellers
@@ -61,10 +62,15 @@ def message_id(event_id: str, recipient: str, template: str, domain: str) -> str
 def plan(session: Session, event: Envelope, template: str, context: dict,
          recipients: list[tuple[str, str, dict]], domain: str) -> None:
     """recipients: (email, name, per-recipient extras)."""
+    store(session, *planned(event, template, context, recipients, domain))
+
+
+def planned(event: Envelope, template: str, context: dict, recipients: list[tuple[str, str, dict]],
+            domain: str) -> tuple[list[dict], list[dict]]:
+    """What `plan` stores: the batch row, and a delivery row for each deliverable recipient (once)."""
     batch_id = f"{event.id}:{template}"
     now = clock.now()
-    insert_ignore(session, batches, {"id": batch_id, "template": template, "context": json.dumps(context),
-                                     "created_at": now}, ["id"])
+    batch = {"id": batch_id, "template": template, "context": json.dumps(context), "created_at": now}
     rows, seen = [], set()
     offer_id, correlation_id = storable_id(context.get("offer_id")), storable_correlation_id(event.correlation_id)
     for email, name, extra in recipients:
@@ -82,7 +88,13 @@ def plan(session: Session, event: Envelope, template: str, context: dict,
             "correlation_id": correlation_id, "message_id": message_id(event.id, key, template, domain),
             "state": "pending", "attempts": 0, "next_attempt_at": now, "created_at": now,
         })
-    insert_ignore_many(session, deliveries, rows, ["event_id", "recipient", "template"])
+    return [batch], rows
+
+
+def store(session: Session, batch_rows: list[dict], delivery_rows: list[dict]) -> None:
+    """Batches, then their deliveries, each in one statement however many events they come from."""
+    insert_ignore_many(session, batches, batch_rows, ["id"])
+    insert_ignore_many(session, deliveries, delivery_rows, ["event_id", "recipient", "template"])
 
 
 # What the mailer reads of each event (shared/events.py: a key it does not name is ignored). A `dict`
@@ -193,13 +205,25 @@ class Planner:
              [(link.email, link.name, {"lang": self.seller_language(session, link.seller_id)})], self.domain)
 
     def on_reservation_accepted(self, session: Session, event: Envelope) -> None:
-        r = read(HeardAcceptance, event.data)
-        extra = {"reservation_id": r.reservation_id, "cancel_token": r.cancel_token, "lang": language(r.lang)}
-        if r.status == "pending" and r.verify_token:
-            extra["verify_token"] = r.verify_token
-        plan(session, event, "reservation_accepted", {"offer_id": r.offer_id, **r.offer},
-             [(r.email, r.name, extra)], self.domain)
-        self._note_purchaser(session, event, active=r.status == "active")
+        self.on_reservations_accepted(session, [event])
+
+    def on_reservations_accepted(self, session: Session, events: list[Envelope]) -> None:
+        """A confirmation each, planned in a statement per table for them all (the consumer hands
+        over the run of them that arrived together: under load, a purchaser's mail is most of what
+        the mailer does, and its statements were most of that)."""
+        batch_rows, delivery_rows, noted = [], [], []
+        for event in events:
+            r = read(HeardAcceptance, event.data)
+            extra = {"reservation_id": r.reservation_id, "cancel_token": r.cancel_token, "lang": language(r.lang)}
+            if r.status == "pending" and r.verify_token:
+                extra["verify_token"] = r.verify_token
+            batch, rows = planned(event, "reservation_accepted", {"offer_id": r.offer_id, **r.offer},
+                                  [(r.email, r.name, extra)], self.domain)
+            batch_rows += batch
+            delivery_rows += rows
+            noted.append((event.data, r.status == "active"))
+        store(session, batch_rows, delivery_rows)
+        self.price_drops.note_purchasers(session, noted)
 
     def on_reservation_cancelled(self, session: Session, event: Envelope) -> None:
         r = read(HeardReservation, event.data)
@@ -260,7 +284,7 @@ class Planner:
         return {
             "SellerRegistered": self.on_seller_registered,
             "SignInLinkRequested": self.on_sign_in_link_requested,
-            "ReservationAccepted": self.on_reservation_accepted,
+            "ReservationAccepted": Together(self.on_reservations_accepted),
             "ReservationCancelled": self.on_reservation_cancelled,
             "ReservationVerified": self.on_reservation_verified,
             "OfferIntercepted": self.on_offer_intercepted,

@@ -76,15 +76,26 @@ class HeardPurchaser:
 
 
 def note_purchaser(session: Session, heard: HeardPurchaser, active: bool) -> None:
-    """Keep what the newest event of this reservation says (by revision; equal revisions, of events
-    from before revisions existed, as they come)."""
-    if not isinstance(heard.revision, int) or storable_id(heard.reservation_id) is None or storable_id(heard.offer_id) is None \
-            or not deliverable(heard.email):
-        log.warning("reservation event with an id or address we cannot store; not noted for price drops")
-        return
-    session.execute(_noting(is_postgres(session)), {
-        "reservation_id": heard.reservation_id, "offer_id": heard.offer_id, "email": heard.email,
-        "name": one_line(heard.name), "active": active, "revision": int(heard.revision), "lang": language(heard.lang)})
+    note_purchasers(session, [(heard, active)])
+
+
+def note_purchasers(session: Session, heard: list[tuple[HeardPurchaser, bool]]) -> None:
+    """Keep what the newest event of each reservation says (by revision; equal revisions, of events
+    from before revisions existed, as they come), in one statement for them all. Of one reservation
+    named twice, only the one the statement would keep goes in: an upsert may not touch a row twice."""
+    rows: dict[str, dict] = {}
+    for h, active in heard:
+        if not isinstance(h.revision, int) or storable_id(h.reservation_id) is None or storable_id(h.offer_id) is None \
+                or not deliverable(h.email):
+            log.warning("reservation event with an id or address we cannot store; not noted for price drops")
+            continue
+        before = rows.get(h.reservation_id)
+        if before is None or before["revision"] <= h.revision:
+            rows[h.reservation_id] = {
+                "reservation_id": h.reservation_id, "offer_id": h.offer_id, "email": h.email, "name": one_line(h.name),
+                "active": active, "revision": int(h.revision), "lang": language(h.lang)}
+    if rows:
+        session.execute(_noting(is_postgres(session)), list(rows.values()))
 
 
 @lru_cache(maxsize=2)
@@ -117,6 +128,11 @@ class PriceDrops:
     @staticmethod
     def note_purchaser(session: Session, data: dict, active: bool) -> None:
         note_purchaser(session, read(HeardPurchaser, data), active)
+
+    @staticmethod
+    def note_purchasers(session: Session, noted: list[tuple[dict, bool]]) -> None:
+        """note_purchaser for each (event data, active), in one statement."""
+        note_purchasers(session, [(read(HeardPurchaser, data), active) for data, active in noted])
 
     def on_interception(self, session: Session, event: Envelope, offer_id: str, version: int, context: dict,
                         was_price: int) -> None:

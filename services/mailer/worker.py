@@ -20,6 +20,9 @@ from .webhooks.delivery import Deliverer, Settings
 from .webhooks.planning import WebhookPlanner, with_webhooks
 
 
+CONSUMER_BURST = 50  # events applied in one transaction at most (shared/messaging.py, docs/adr/0016)
+
+
 def build_sender(runtime: Runtime) -> Sender:
     config = runtime.config
     renderer = Renderer(config.mail_from, config.public_url, config.mail_template_dir)
@@ -57,7 +60,9 @@ def main() -> int:
     domain = parseaddr(runtime.config.mail_from)[1].rpartition("@")[2] or "cobuy.localhost"
     price_drops = PriceDrops(domain, config.price_drop_delay_seconds, config.price_drop_interval_seconds)
     return worker.run(SERVICE, {
-        "consumer": runtime.consumer(inbox, handlers(domain, runtime.config.public_url, price_drops)).run,
+        # A confirmation's planning is a few small statements: the ones waiting share one commit.
+        "consumer": runtime.consumer(inbox, handlers(domain, runtime.config.public_url, price_drops),
+                                     burst=CONSUMER_BURST).run,
         "sender": build_sender(runtime).run,
         "price-drops": partial(price_drops.run, runtime.sessions),
         "webhooks": Deliverer(runtime.sessions, Settings.of(runtime.config), domain).run,

@@ -51,8 +51,8 @@ class Spine:
     def apply(session, envelope) -> None:
         session.execute(effects.insert().values(ping_id=envelope.data["ping_id"]))
 
-    def consumer(self, cls=Consumer) -> Consumer:
-        return cls(self.bus, "spine", self.sessions, inbox, {EVENT: self.apply}, prefetch=10)
+    def consumer(self, cls=Consumer, burst: int = 1) -> Consumer:
+        return cls(self.bus, "spine", self.sessions, inbox, {EVENT: self.apply}, prefetch=10, burst=burst)
 
     def relay(self, publisher: Publisher | None = None) -> Relay:
         return Relay(self.sessions, outbox, publisher or Publisher(self.bus), poll_seconds=0.02, batch_size=50)
@@ -86,6 +86,8 @@ if __name__ == "__main__":
     stop = threading.Event()
     if sys.argv[1] == "consume-crash-before-ack":
         spine.consumer(_CrashBeforeAck).run(stop)
+    elif sys.argv[1] == "consume-burst-crash-before-ack":
+        spine.consumer(_CrashBeforeAck, burst=10).run(stop)
     elif sys.argv[1] == "relay-crash-after-publish":
         spine.relay(_CrashAfterPublish(spine.bus)).run(stop)
     sys.exit(3)  # neither crashed: the seam did not fire
