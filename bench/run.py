@@ -283,7 +283,7 @@ class Bench:
         threads = [threading.Thread(target=sampler), threading.Thread(target=memory)]
         for t in threads:
             t.start()
-        cpu_before, machine_before = self.cpu_by_component(), machine_busy()
+        cpu_before, machine_before, steal_before = self.cpu_by_component(), machine_busy(), steal_seconds()
         result = wrk(self.base, 64, self.args.b1_seconds, "reserve.lua", path, f"b1{self.tag}")
         wrk_done = time.time()
         stop.set()
@@ -320,10 +320,17 @@ class Bench:
             (machine_after[0] - machine_before[0]) * 1000 / max(1, in_db), 3)
         # the same until every confirmation is sent: the mailer is niced, so part of its work (and the
         # sink's) falls after the window; bench/chain_floor.py's "until the last mail" is this figure
+        self.results["B1"]["steal_s"] = round(steal_seconds() - steal_before, 1)
         self.quiesce()
         drained_at = time.time()
         self.results["B1"]["machine_ms_until_last_mail"] = round(
             (machine_busy()[0] - machine_before[0]) * 1000 / max(1, in_db), 3)
+        # the same as the sum of cobuy's processes, PostgreSQL, RabbitMQ and the sink, by component
+        until_last = self.cpu_used(cpu_before, self.cpu_by_component())
+        self.results["B1"]["ms_until_last_mail"] = {k: round(v * 1000 / max(1, in_db), 3) for k, v in until_last.items()}
+        self.results["B1"]["cpu_ms_until_last_mail"] = round(
+            sum(v for k, v in until_last.items() if k != "wrk") * 1000 / max(1, in_db), 3)
+        self.results["B1"]["steal_s_until_last_mail"] = round(steal_seconds() - steal_before, 1)
         self.results["B1"]["mail_drained_s_after_wrk"] = round(drained_at - wrk_done, 1)
         b2 = freshness_figures(freshness, gets)
         self.results["B2"] = {**b2, "stages_ms": count_stages(stages), "ok": b2["value"] is not None and b2["value"] <= 250}
@@ -528,10 +535,17 @@ class Bench:
 
 def machine_busy() -> tuple[float, float]:
     """(busy CPU seconds of the whole machine so far, wall time): what everyone's processes used,
-    the other engineers' test runs included."""
+    the other engineers' test runs included. Not the hypervisor's steal: time this machine's CPUs
+    were ready to run and another guest ran instead is no one's work here (on 2026-11-27 it was
+    7 s of an idle stack's 30 s on one machine, and figures before that day counted it as busy)."""
     fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK"), time.time()
+    busy = fields[0] + fields[1] + fields[2] + fields[5] + fields[6]  # user nice system irq softirq
+    return busy / os.sysconf("SC_CLK_TCK"), time.time()
+
+
+def steal_seconds() -> float:
+    """The hypervisor's steal so far (/proc/stat), for a run to say how much of its time it lost."""
+    return int(Path("/proc/stat").read_text().split("\n", 1)[0].split()[8]) / os.sysconf("SC_CLK_TCK")
 
 
 def start_bare_app(database_url: str, workers: int, port: int) -> subprocess.Popen:
@@ -768,7 +782,11 @@ def main() -> int:
         print(f"B1 CPU s over {args.b1_seconds} s: {b1['cpu_s']}; the whole machine "
               f"{b1['machine_ms_per_reservation']} ms a reservation (bench/floor.py's unit), "
               f"{b1.get('machine_ms_until_last_mail')} until the last confirmation was sent "
-              f"({b1.get('mail_drained_s_after_wrk')} s after wrk; bench/chain_floor.py's 'until the last mail')")
+              f"({b1.get('mail_drained_s_after_wrk')} s after wrk; bench/chain_floor.py's 'until the last mail'); "
+              f"the hypervisor's steal, not counted: {b1.get('steal_s')} s in the window, "
+              f"{b1.get('steal_s_until_last_mail')} until the last mail")
+        print(f"B1 CPU a reservation until the last confirmation was sent, all components (the issue's CPU target): "
+              f"{b1.get('cpu_ms_until_last_mail')} ms: {b1.get('ms_until_last_mail')}")
     if "B8" in bench.results:
         print("B8:", {k: v for k, v in bench.results["B8"].items() if k not in ("value", "ok")})
     print(f"elapsed {bench.results['elapsed_s']} s; details in bench/results.json")
