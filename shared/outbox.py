@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock, logs, metrics
-from shared.db import UTCDateTime, db_now, insert_for, insert_ignore, is_postgres, queue_plans
+from shared.db import QUEUE_PLANS, UTCDateTime, db_now, insert_for, insert_ignore, is_postgres, queue_plans
 from shared.envelope import Envelope
 from shared.events import Event
 from shared.failures import describe, is_transient
@@ -158,6 +158,51 @@ def _claiming(postgres: bool, inbox: Table):
             .returning(inbox.c.consumer, inbox.c.event_id))
 
 
+class IdleLook:
+    """Is anything in the outbox's line? The question an idle relay asks ten times a second, asked
+    in one round trip: one simple-protocol query (BEGIN, the queue's plans, the look, COMMIT) on
+    the driver's connection, ~40 µs of the relay's CPU against ~1 ms for relay_once's transaction
+    through the ORM session, which found nothing the same way. The look reads through the line's
+    partial index as relay_once does (QUEUE_PLANS, docs/adr/0015). It only ever says "empty" when
+    it saw the line empty: a failure, or a database that is not PostgreSQL, says "look properly"."""
+
+    def __init__(self, engine, outbox: Table):
+        self.engine = engine
+        table = engine.dialect.identifier_preparer.quote(outbox.name)
+        self.sql = f"BEGIN; {QUEUE_PLANS}; SELECT EXISTS (SELECT 1 FROM {table} WHERE {WAITING.text}); COMMIT"
+
+    def empty(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                raw = connection.connection.dbapi_connection
+                raw.autocommit = True  # the query brings its own BEGIN and COMMIT
+                try:
+                    with raw.cursor() as cursor:
+                        cursor.execute(self.sql)
+                        cursor.nextset()  # the plans' settings
+                        cursor.nextset()
+                        return cursor.fetchone()[0] is False
+                except Exception:
+                    connection.invalidate()  # whatever state it is in, it is not given out again
+                    raise
+                finally:
+                    if not connection.invalidated:
+                        raw.autocommit = False
+        except Exception as exc:
+            log.debug("the idle look failed (%s); looking properly", describe(exc))
+            return False
+
+
+class _NoIdleLook:
+    @staticmethod
+    def empty() -> bool:
+        return False
+
+
+def idle_look(engine, outbox: Table) -> IdleLook | _NoIdleLook:
+    return IdleLook(engine, outbox) if engine.dialect.name == "postgresql" else _NoIdleLook()
+
+
 class Relay:
     """Publishes the outbox, oldest first, with confirms; marks rows sent in the same transaction.
 
@@ -188,6 +233,7 @@ class Relay:
         self.follow_up = follow_up
         self.retention = retention
         self._follow_up_at = 0.0  # due at once: a relay that died may have left work behind
+        self._idle_look = idle_look(sessions.kw["bind"], outbox)
         self._follow_up_backoff = 0.5
         self._follow_up_put_off = False  # _follow_up_at is when the work it put off is due
 
@@ -263,7 +309,8 @@ class Relay:
                     metrics.OUTBOX_QUARANTINED.set(report["quarantined"])
                     self.prune()
                     next_report = time.monotonic() + 5
-                published = self.relay_once()
+                # idle, a relay first looks whether anything is in line at all: one round trip
+                published = 0 if idle > self.poll_seconds and self._idle_look.empty() else self.relay_once()
                 backoff = self.poll_seconds
                 followed_up = self._run_follow_up()
                 if published or followed_up:  # what the follow-up recorded (a count) goes out at once
