@@ -4,7 +4,6 @@ planning them one by one stores, on SQLite and on PostgreSQL, where an upsert ma
 row twice in a statement (one reservation named by two events of one run)."""
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
 from services.mailer.planning import Planner
