@@ -36,10 +36,14 @@ class Envelope:
             raise MalformedEnvelope(f"missing {sorted(missing)}")
         if not isinstance(body["data"], dict) or not isinstance(body["type"], str):
             raise MalformedEnvelope("data must be an object and type a string")
+        try:
+            version = int(body.get("version", 1))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise MalformedEnvelope("version must be a whole number") from exc
         return cls(
             id=str(body["id"]),
             type=body["type"],
-            version=int(body.get("version", 1)),
+            version=version,
             occurred_at=str(body.get("occurred_at", "")),
             producer=str(body["producer"]),
             correlation_id=body.get("correlation_id"),

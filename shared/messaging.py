@@ -27,7 +27,9 @@ Handler = Callable[[Session, Envelope], None]
 class Together:
     """A handler that applies a run of events of its type in one go (`many`: a statement per table
     for them all, say), where a consumer applies events together (`Consumer(burst=…)`); on its own,
-    an event is a run of one. So there is one way to apply the event, not two to keep alike."""
+    an event is a run of one. So there is one way to apply the event, not two to keep alike.
+    `many` sets each event's correlation id while it works on it (`logs.set_correlation_id`): what
+    it logs of an event must name that event's request, as a plain handler's logs do."""
 
     def __init__(self, many: Callable[[Session, list[Envelope]], None]):
         self.many = many
@@ -332,7 +334,7 @@ class Consumer:
     def _on_message(self, body, message) -> None:
         try:
             envelope = Envelope.from_dict(body)
-        except MalformedEnvelope as exc:
+        except Exception as exc:  # whatever it is, it is this message's fault, not the burst's around it
             self._dead_letter(message, f"malformed envelope: {describe(exc)}", "?")
             return
         handler = self.handlers.get(envelope.type)
@@ -368,6 +370,7 @@ class Consumer:
                         continue
                     if run and run[0][0] is not handler:
                         self._apply_run(session, run)
+                        self._send_heartbeat()  # a burst is silence towards the broker: it must hear from us
                         run = []
                     run.append((handler, envelope))
                 if run:
@@ -381,8 +384,7 @@ class Consumer:
         doorbell.ring()
         return True
 
-    @staticmethod
-    def _apply_run(session: Session, run: list[tuple[Handler, Envelope]]) -> None:
+    def _apply_run(self, session: Session, run: list[tuple[Handler, Envelope]]) -> None:
         handler = run[0][0]
         if isinstance(handler, Together):
             handler.many(session, [envelope for _, envelope in run])
@@ -393,6 +395,7 @@ class Consumer:
                 handler(session, envelope)
             finally:
                 logs.reset_correlation_id(token)
+            self._send_heartbeat()
 
     def _apply_alone(self, handler: Handler, envelope: Envelope, message) -> None:
         token = logs.set_correlation_id(envelope.correlation_id)
@@ -462,6 +465,9 @@ class Consumer:
         connection = self._connection
         if connection is None or self.bus.embedded or connection._connection is None:
             return
+        if time.monotonic() < self._next_heartbeat:
+            return
+        self._next_heartbeat = time.monotonic() + max(0.25, self.bus.config.amqp_heartbeat / 4)
         try:
             connection._connection.send_heartbeat()
         except Exception:  # the connection is gone: the ack will fail and the broker redelivers
@@ -472,6 +478,7 @@ class Consumer:
         message.ack()
 
     _last_error = ""
+    _next_heartbeat = 0.0
 
     def _dead_letter(self, message, reason: str, event_type: str) -> None:
         log.error("dead-lettering a message from %s: %s", self.service, reason)

@@ -213,15 +213,21 @@ class Planner:
         the mailer does, and its statements were most of that)."""
         batch_rows, delivery_rows, noted = [], [], []
         for event in events:
-            r = read(HeardAcceptance, event.data)
-            extra = {"reservation_id": r.reservation_id, "cancel_token": r.cancel_token, "lang": language(r.lang)}
-            if r.status == "pending" and r.verify_token:
-                extra["verify_token"] = r.verify_token
-            batch, rows = planned(event, "reservation_accepted", {"offer_id": r.offer_id, **r.offer},
-                                  [(r.email, r.name, extra)], self.domain)
+            token = logs.set_correlation_id(event.correlation_id)  # what is logged of it names its request
+            try:
+                r = read(HeardAcceptance, event.data)
+                extra = {"reservation_id": r.reservation_id, "cancel_token": r.cancel_token, "lang": language(r.lang)}
+                if r.status == "pending" and r.verify_token:
+                    extra["verify_token"] = r.verify_token
+                batch, rows = planned(event, "reservation_accepted", {"offer_id": r.offer_id, **r.offer},
+                                      [(r.email, r.name, extra)], self.domain)
+                heard = self.price_drops.heard(event.data)
+            finally:
+                logs.reset_correlation_id(token)
             batch_rows += batch
             delivery_rows += rows
-            noted.append((event.data, r.status == "active"))
+            if heard is not None:
+                noted.append((heard, r.status == "active"))
         store(session, batch_rows, delivery_rows)
         self.price_drops.note_purchasers(session, noted)
 

@@ -85,9 +85,7 @@ def note_purchasers(session: Session, heard: list[tuple[HeardPurchaser, bool]]) 
     named twice, only the one the statement would keep goes in: an upsert may not touch a row twice."""
     rows: dict[str, dict] = {}
     for h, active in heard:
-        if not isinstance(h.revision, int) or storable_id(h.reservation_id) is None or storable_id(h.offer_id) is None \
-                or not deliverable(h.email):
-            log.warning("reservation event with an id or address we cannot store; not noted for price drops")
+        if not noteable(h):
             continue
         before = rows.get(h.reservation_id)
         if before is None or before["revision"] <= h.revision:
@@ -96,6 +94,15 @@ def note_purchasers(session: Session, heard: list[tuple[HeardPurchaser, bool]]) 
                 "active": active, "revision": int(h.revision), "lang": language(h.lang)}
     if rows:
         session.execute(_noting(is_postgres(session)), list(rows.values()))
+
+
+def noteable(h: HeardPurchaser) -> bool:
+    """Whether the purchaser can be stored; if not, said in the log (under the event's correlation id)."""
+    if not isinstance(h.revision, int) or storable_id(h.reservation_id) is None or storable_id(h.offer_id) is None \
+            or not deliverable(h.email):
+        log.warning("reservation event with an id or address we cannot store; not noted for price drops")
+        return False
+    return True
 
 
 @lru_cache(maxsize=2)
@@ -130,9 +137,15 @@ class PriceDrops:
         note_purchaser(session, read(HeardPurchaser, data), active)
 
     @staticmethod
-    def note_purchasers(session: Session, noted: list[tuple[dict, bool]]) -> None:
-        """note_purchaser for each (event data, active), in one statement."""
-        note_purchasers(session, [(read(HeardPurchaser, data), active) for data, active in noted])
+    def heard(data: dict) -> HeardPurchaser | None:
+        """The purchaser an event names, if storable (call it under the event's correlation id)."""
+        h = read(HeardPurchaser, data)
+        return h if noteable(h) else None
+
+    @staticmethod
+    def note_purchasers(session: Session, noted: list[tuple[HeardPurchaser, bool]]) -> None:
+        """note_purchaser for each (PriceDrops.heard, active), in one statement."""
+        note_purchasers(session, noted)
 
     def on_interception(self, session: Session, event: Envelope, offer_id: str, version: int, context: dict,
                         was_price: int) -> None:
