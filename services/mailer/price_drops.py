@@ -93,7 +93,9 @@ def note_purchasers(session: Session, heard: list[tuple[HeardPurchaser, bool]]) 
                 "reservation_id": h.reservation_id, "offer_id": h.offer_id, "email": h.email, "name": one_line(h.name),
                 "active": active, "revision": int(h.revision), "lang": language(h.lang)}
     if rows:
-        session.execute(_noting(is_postgres(session)), list(rows.values()))
+        # in one order, whatever the events' order: two mailer replicas upserting the same purchasers
+        # lock their rows in the same order, and never wait on each other in a circle
+        session.execute(_noting(is_postgres(session)), [rows[k] for k in sorted(rows)])
 
 
 def noteable(h: HeardPurchaser) -> bool:
