@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,6 +42,8 @@ from .tables import price_conditions, price_drops, purchasers
 log = logging.getLogger(__name__)
 
 TEMPLATE = "price_drop"
+IDLE_LOOK_SECONDS = 1.0  # an idle expander's look for a window falling due (it used to look four times a second)
+RUNG_LOOK_SECONDS = 0.25  # rung by the consumer, it looks no sooner than this after its last look
 WINDOW_NAMESPACE = uuid.UUID("5f0c1a52-3b7e-4c41-9d0e-7a1f2b3c4d5e")
 
 
@@ -213,9 +216,14 @@ class PriceDrops:
         return True
 
     def run(self, sessions: sessionmaker[Session], stop: threading.Event) -> None:
-        """Four looks a second for a due window; none is lost by a worker that dies mid-expansion
-        (its transaction rolls back and the window stays due)."""
+        """A look a second for a due window, and one as soon as this process's consumer applied an
+        event (an interception plans a window; no sooner than a quarter second after the last look).
+        A window is due `delay` after its interception, so it leaves within a second of that. None is
+        lost by a worker that dies mid-expansion (its transaction rolls back and the window stays due)."""
+        bell = doorbell.bell()
         while not stop.is_set():
+            bell.clear()  # before the look: a ring during it makes the wait below return at once
+            looked = time.monotonic()
             try:
                 if self.expand_one(sessions):
                     doorbell.ring()  # its mails are committed: the claimer looks now
@@ -224,4 +232,4 @@ class PriceDrops:
                 log.exception("expanding a price-drop window failed; retrying")
                 stop.wait(1.0)
                 continue
-            stop.wait(0.25)
+            doorbell.wait(bell, stop, IDLE_LOOK_SECONDS, looked, RUNG_LOOK_SECONDS)
