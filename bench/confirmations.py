@@ -27,7 +27,7 @@ from sqlalchemy import text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.run import Bench, machine_busy, steal_seconds, wrk  # noqa: E402
+from bench.run import Bench, add_stack_arguments, machine_busy, steal_seconds, wrk  # noqa: E402
 
 
 def mailer_workers(bench: Bench) -> list[int]:
@@ -52,10 +52,7 @@ def scalar(engine, sql: str, **params) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10, help="how long wrk makes reservations")
-    parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--gateway-workers", type=int, default=2)
-    parser.add_argument("--mail-concurrency", type=int, default=16)
-    parser.add_argument("--scale", default="auction=3,mailer=2")
+    add_stack_arguments(parser)
     parser.add_argument("--profile", help="write the mailer workers' py-spy profile (collapsed stacks) here")
     args = parser.parse_args()
     bench = Bench(args)

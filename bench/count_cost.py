@@ -26,7 +26,7 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.run import Bench  # noqa: E402
+from bench.run import Bench, add_stack_arguments  # noqa: E402
 
 
 def drive(bench: Bench, path: str, rate: float, seconds: float, threads: int) -> tuple[int, int]:
@@ -67,10 +67,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=60.0, help="reservations a second, offered")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=16)
-    parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--gateway-workers", type=int, default=2)
-    parser.add_argument("--mail-concurrency", type=int, default=16)
-    parser.add_argument("--scale", default="auction=3,mailer=2")
+    add_stack_arguments(parser)
     parser.add_argument("--out", help="write the result as JSON here too")
     args = parser.parse_args()
     bench = Bench(args)

@@ -714,15 +714,20 @@ def b8(bench: "Bench") -> None:
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument("--quick", action="store_true", help="shorter runs, smaller fan-outs")
+def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
+    """The shape of the stack Bench starts: every script that starts one takes the same."""
     parser.add_argument("--web-workers", type=int, default=2)
     parser.add_argument("--gateway-workers", type=int, default=2)
     parser.add_argument("--mail-concurrency", type=int, default=16)
     parser.add_argument("--scale", default="auction=3,mailer=2",
                         help="replicas per service for `cobuy up --scale` (the production shape)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--quick", action="store_true", help="shorter runs, smaller fan-outs")
+    add_stack_arguments(parser)
     parser.add_argument("--sse-clients", type=int, default=5000, help="B8's crowd on one offer's stream")
     parser.add_argument("--sse-procs", type=int, default=4, help="processes sharing B8's crowd")
     parser.add_argument("--only", help="comma-separated scenario ids to run, e.g. B1,B3 (B1 brings B1r and B2, B3 B3r)")

@@ -101,55 +101,55 @@ def test_hostile_ids_and_a_twice_published_event_in_one_burst_apply_once_and_dea
     assert _duplicates() - before == 1
 
 
-def test_the_embedded_broker_and_database_apply_a_burst_once_and_dead_letter_its_poison_alone(tmp_path, monkeypatch):
+@pytest.fixture
+def embedded_spine(tmp_path, monkeypatch):
+    """The spine on the embedded broker and database (`COBUY_AMQP_URL` and `COBUY_DATABASE_URL` unset)."""
     from tests.integration.spine_app import Spine
+
+    monkeypatch.setenv("COBUY_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("COBUY_AMQP_URL", raising=False)
+    monkeypatch.delenv("COBUY_DATABASE_URL", raising=False)
+    spine = Spine()
+    yield spine
+    spine.engine.dispose()
+
+
+def test_the_embedded_broker_and_database_apply_a_burst_once_and_dead_letter_its_poison_alone(embedded_spine):
     from tests.integration.test_consumer_bursts import _Recording
-    monkeypatch.setenv("COBUY_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("COBUY_AMQP_URL", raising=False)
-    monkeypatch.delenv("COBUY_DATABASE_URL", raising=False)
-    spine = Spine()
+
+    spine = embedded_spine
+    ids = spine.produce(30)
+    _published(spine, 30)
+    handler = _Recording(spine, {ids[7]})
+    loops = Loops(Consumer(spine.bus, "spine", spine.sessions, inbox, {EVENT: handler}, prefetch=10, burst=10).run)
     try:
-        ids = spine.produce(30)
-        _published(spine, 30)
-        handler = _Recording(spine, {ids[7]})
-        loops = Loops(Consumer(spine.bus, "spine", spine.sessions, inbox, {EVENT: handler}, prefetch=10,
-                               burst=10).run)
-        try:
-            wait_for(lambda: spine.effect_counts() == (29, 29), 30, what="29 effects")
-            [dead] = _dead_letters(spine, 1)
-            time.sleep(0.5)
-            assert spine.effect_counts() == (29, 29)
-        finally:
-            loops.close()
-        assert ids[7] in (dead.body.decode() if isinstance(dead.body, bytes) else dead.body)
-        per_transaction = {t: handler.transactions.count(t) for t in set(handler.transactions)}
-        assert max(per_transaction.values()) > 1  # bursts did happen on the embedded transport
+        wait_for(lambda: spine.effect_counts() == (29, 29), 30, what="29 effects")
+        [dead] = _dead_letters(spine, 1)
+        time.sleep(0.5)
+        assert spine.effect_counts() == (29, 29)
     finally:
-        spine.engine.dispose()
+        loops.close()
+    assert ids[7] in (dead.body.decode() if isinstance(dead.body, bytes) else dead.body)
+    per_transaction = {t: handler.transactions.count(t) for t in set(handler.transactions)}
+    assert max(per_transaction.values()) > 1  # bursts did happen on the embedded transport
 
 
-def test_an_embedded_consumer_killed_between_a_bursts_commit_and_its_acks_redelivers_it_once(tmp_path, monkeypatch):
-    from tests.integration.spine_app import Spine
+def test_an_embedded_consumer_killed_between_a_bursts_commit_and_its_acks_redelivers_it_once(embedded_spine):
     from tests.integration.test_spine import _peer
-    monkeypatch.setenv("COBUY_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("COBUY_AMQP_URL", raising=False)
-    monkeypatch.delenv("COBUY_DATABASE_URL", raising=False)
-    spine = Spine()
+
+    spine = embedded_spine
+    spine.produce(20)
+    _published(spine, 20)
+    crashed = _peer("consume-burst-crash-before-ack")
+    assert crashed.returncode == 9, crashed.stderr.decode()[-2000:]
+    committed, _ = spine.effect_counts()
+    assert committed > 1  # a burst committed, none of it acked
+    before = _duplicates()
+    loops = Loops(spine.consumer(burst=10).run)
     try:
-        spine.produce(20)
-        _published(spine, 20)
-        crashed = _peer("consume-burst-crash-before-ack")
-        assert crashed.returncode == 9, crashed.stderr.decode()[-2000:]
-        committed, _ = spine.effect_counts()
-        assert committed > 1  # a burst committed, none of it acked
-        before = _duplicates()
-        loops = Loops(spine.consumer(burst=10).run)
-        try:
-            wait_for(lambda: spine.effect_counts() == (20, 20), 30, what="20 effects")
-            time.sleep(1.5)
-            assert spine.effect_counts() == (20, 20)
-            assert _duplicates() - before == committed
-        finally:
-            loops.close()
+        wait_for(lambda: spine.effect_counts() == (20, 20), 30, what="20 effects")
+        time.sleep(1.5)
+        assert spine.effect_counts() == (20, 20)
+        assert _duplicates() - before == committed
     finally:
-        spine.engine.dispose()
+        loops.close()
