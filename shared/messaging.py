@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared import doorbell, logs, metrics, topology
 from shared.config import Config
-from shared.envelope import Envelope, MalformedEnvelope
+from shared.envelope import Envelope
 from shared.failures import Nacked, describe, is_transient, where
 from shared.outbox import first_deliveries, first_delivery
 
@@ -36,6 +36,8 @@ class Together:
 
     def __call__(self, session: Session, envelope: Envelope) -> None:
         self.many(session, [envelope])
+
+
 CONFIRM_TIMEOUT = 10.0
 
 
@@ -249,7 +251,7 @@ class Consumer:
     BEGIN and one COMMIT (one WAL flush) for them all, where a stream of small events spent most of
     its database time. Then each is acked. If that transaction fails, nothing of it stays, and
     each event is applied again on its own as above: a poison event still fails, and dead-letters,
-    alone. Nothing waits for a burst to fill: it is what has arrived (docs/adr/0017).
+    alone. Nothing waits for a burst to fill: it is what has arrived (docs/adr/0016-consumer-bursts.md).
     """
 
     def __init__(
