@@ -221,6 +221,31 @@ def test_reservations_flow_through_pgbouncer_in_transaction_mode_in_role_mode(pg
     assert backends <= 2  # transaction pooling: five client connections share default_pool_size=2
 
 
+def test_the_relays_idle_look_answers_through_pgbouncer_in_transaction_mode(pgbouncer):
+    """The idle look (shared.outbox.IdleLook) is one query of four statements, BEGIN to COMMIT, on the
+    driver's connection: through a transaction pooler it must still see the service's own outbox."""
+    from services.reservation.tables import MIGRATIONS as RESERVATION, outbox
+    from shared.outbox import IdleLook
+
+    admin, admin_url, prefix, port = pgbouncer
+    role = f"{prefix}_reservation"
+    direct = db.make_engine(_role_url(admin_url, role), "reservation", search_path="role")
+    migrations.upgrade(direct, RESERVATION, "reservation")
+    direct.dispose()
+    pooled = db.make_engine(_role_url(admin_url, role, "127.0.0.1", port), "reservation", pool_size=5,
+                            search_path="role")
+    try:
+        look = IdleLook(pooled, outbox)
+        assert look.empty()  # a look that failed would say "look properly", never "empty"
+        _reserve_through(pooled, "idle@example.com")  # its ReservationAccepted is in line
+        assert not look.empty()
+        with pooled.begin() as conn:
+            conn.execute(outbox.update().values(sent_at=clock.now()))
+        assert look.empty()
+    finally:
+        pooled.dispose()
+
+
 def test_the_startup_option_mode_does_not_survive_pgbouncer(pgbouncer):
     admin, admin_url, prefix, port = pgbouncer
     with pytest.raises(OperationalError, match="unsupported startup parameter"):
