@@ -77,6 +77,19 @@ def test_an_idle_scheduler_looks_once_a_second_and_at_once_when_rung(monkeypatch
     assert reaction < 0.2
 
 
+def test_an_idle_price_drop_expander_looks_once_a_second_and_soon_when_rung():
+    from services.mailer.price_drops import PriceDrops
+
+    def loop(looks, stop):
+        drops = PriceDrops("cobuy.example")
+        drops.expand_one = lambda _sessions: bool(looks())  # nothing due
+        drops.run(None, stop)
+
+    idle_looks, reaction = _idle_then_ring(loop)
+    assert idle_looks <= 3  # it was four a second
+    assert reaction < 0.3  # no sooner than a quarter second after its last look
+
+
 def test_a_ring_between_the_clear_and_the_wait_is_not_lost():
     bell = doorbell.bell()
     bell.clear()
