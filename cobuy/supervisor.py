@@ -7,6 +7,7 @@ supervisor says which and stops the rest, so the operator (or the test) sees it.
 from __future__ import annotations
 
 import ctypes
+import http.client
 import os
 import shutil
 import signal
@@ -119,10 +120,14 @@ def _spawn(child: Child) -> None:
 
 
 def _ready(url: str) -> bool:
+    """Whether the gateway answers ready. Anything but a 200 is "not yet": a refused connection, and
+    also an answer that is not HTTP. Before the gateway listens, a connection to its port on loopback
+    can be made from that very port (TCP's simultaneous open) and read back its own request, which
+    http.client refuses as a bad status line: that once stopped a whole `cobuy up` in CI."""
     try:
         with urllib.request.urlopen(url, timeout=2) as reply:
             return reply.status == 200
-    except OSError:
+    except (OSError, http.client.HTTPException):
         return False
 
 
