@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -28,20 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run import Bench, add_stack_arguments, machine_busy, steal_seconds, wrk  # noqa: E402
-
-
-def mailer_workers(bench: Bench) -> list[int]:
-    from tests.processes import descendants
-
-    found = []
-    for pid in descendants(bench.process.pid):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if re.search(r"services\.mailer\.worker", cmd):
-            found.append(pid)
-    return found
+from tests.processes import descendants_matching  # noqa: E402
 
 
 def scalar(engine, sql: str, **params) -> int:
@@ -61,7 +47,7 @@ def main() -> int:
         engine = bench.db()
         offer = bench.offer(bench.seller(), minimum_reservations=100000)
         path = f"/api/v1/offers/{offer['id']}/reservations"
-        workers = mailer_workers(bench)
+        workers = descendants_matching(bench.process.pid, "services.mailer.worker")
         for pid in workers:
             os.kill(pid, signal.SIGSTOP)
         try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 def descendants(root: int) -> list[int]:
@@ -22,3 +23,16 @@ def descendants(root: int) -> list[int]:
             found.append(child)
             queue.append(child)
     return found
+
+
+def descendants_matching(root: int, pattern: str) -> list[int]:
+    """The processes below `root` whose command line contains `pattern`, in pid order."""
+    found = []
+    for pid in descendants(root):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if pattern in command:
+            found.append(pid)
+    return sorted(found)

@@ -271,14 +271,6 @@ class RunningSystem:
 
     def pids(self, pattern: str) -> list[int]:
         """Processes of this system whose command line contains `pattern`."""
-        from tests.processes import descendants
+        from tests.processes import descendants_matching
 
-        found = []
-        for pid in descendants(self.process.pid):
-            try:
-                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            if pattern in command:
-                found.append(pid)
-        return sorted(found)
+        return descendants_matching(self.process.pid, pattern)
