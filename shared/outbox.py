@@ -169,9 +169,12 @@ class IdleLook:
     def __init__(self, engine, outbox: Table):
         self.engine = engine
         table = engine.dialect.identifier_preparer.quote(outbox.name)
-        self.sql = f"BEGIN; {QUEUE_PLANS}; SELECT EXISTS (SELECT 1 FROM {table} WHERE {WAITING.text}); COMMIT"
+        self.sql = (f"BEGIN; {QUEUE_PLANS}; SELECT EXISTS (SELECT 1 FROM {table} WHERE {WAITING.text}); COMMIT"
+                    if engine.dialect.name == "postgresql" else None)
 
     def empty(self) -> bool:
+        if self.sql is None:
+            return False
         try:
             with self.engine.connect() as connection:
                 raw = connection.connection.dbapi_connection
@@ -192,15 +195,6 @@ class IdleLook:
             log.debug("the idle look failed (%s); looking properly", describe(exc))
             return False
 
-
-class _NoIdleLook:
-    @staticmethod
-    def empty() -> bool:
-        return False
-
-
-def idle_look(engine, outbox: Table) -> IdleLook | _NoIdleLook:
-    return IdleLook(engine, outbox) if engine.dialect.name == "postgresql" else _NoIdleLook()
 
 
 class Relay:
@@ -233,7 +227,7 @@ class Relay:
         self.follow_up = follow_up
         self.retention = retention
         self._follow_up_at = 0.0  # due at once: a relay that died may have left work behind
-        self._idle_look = idle_look(sessions.kw["bind"], outbox)
+        self._idle_look = IdleLook(sessions.kw["bind"], outbox)
         self._follow_up_backoff = 0.5
         self._follow_up_put_off = False  # _follow_up_at is when the work it put off is due
 
