@@ -162,17 +162,36 @@ def driver_row(connection: Connection, statement: str, parameters: dict):
     connection and every other one the pool holds invalidated (a restart drops them all, and
     `_ping_when_idle` does not ping one checked in moments ago). That handler is private to
     SQLAlchemy: tests/integration/test_reservation_at_once.py pins each of these behaviours."""
+    return _on_driver_cursor(connection, statement, parameters, lambda cursor: cursor.fetchone())
+
+
+def driver_rows(connection: Connection, statement: str, parameters: dict) -> list:
+    """Every row of the driver's own SQL, as driver_row runs it."""
+    return _on_driver_cursor(connection, statement, parameters, lambda cursor: cursor.fetchall())
+
+
+def _on_driver_cursor(connection: Connection, statement: str, parameters: dict, fetch):
     if not connection.in_transaction():
         connection.begin()
     try:
         with connection.connection.dbapi_connection.cursor(row_factory=namedtuple_row) as cursor:
             cursor.execute(statement, parameters)
-            return cursor.fetchone()
+            return fetch(cursor)
     except BaseException as exc:
         if isinstance(exc, Exception) and not isinstance(exc, connection.dialect.loaded_dbapi.Error):
             raise  # not the database's (a value the driver cannot send): itself, as exec_driver_sql gives it
         # the database's, or an interrupt (SQLAlchemy invalidates a connection left mid-statement)
         connection._handle_dbapi_exception(exc, statement, parameters, None, None)
+
+
+def driver_sql(statement, dialect) -> tuple[str, dict]:
+    """A Core statement compiled once for the driver's cursor (driver_rows): its SQL, and the values
+    of the literals it binds, to which a caller adds its own named parameters. Every bound value
+    must be a plain one (no IN list expanded at execution)."""
+    compiled = statement.compile(dialect=dialect)
+    if compiled.post_compile_params:
+        raise ValueError("a statement for the driver's cursor cannot expand parameters at execution")
+    return compiled.string, {k: v for k, v in compiled.params.items() if v is not None}
 
 
 def is_disconnect(exc: BaseException) -> bool:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared import clock, doorbell
 from shared.config import SmtpSettings
-from shared.db import db_now, is_postgres, queue_plans
+from shared.db import db_now, driver_rows, driver_sql, is_postgres, queue_plans
 
 from . import metrics, transport
 from .rendering import WIRE, Renderer  # noqa: F401 (WIRE: what tests read mails back with)
@@ -197,7 +197,7 @@ class Sender:
         never has two mails `sending`, and each mail costs one round trip, not two. Each row is fenced
         by the claim's token on its own: (recorded, started)."""
         outcome = done[1] if done else None
-        statement = self._statement(is_postgres(connection), outcome, start is not None)
+        postgres = is_postgres(connection)
         params: dict = {"token": (done[0] if done else start)["claim_token"]}
         if done:
             row, state, error = done
@@ -207,9 +207,14 @@ class Sender:
                 params["at"] = clock.now() + wait
         if start:
             params["start"] = start["id"]
-            if not is_postgres(connection):
+            if not postgres:
                 params["now"] = clock.now()
-        changed = set(connection.execute(statement, params).scalars().all())
+        if postgres:  # the driver's cursor: ~0.2 ms of CPU a mail less than SQLAlchemy's execution (ADR 14)
+            sql, literals = self._driver_statement(outcome, start is not None, connection.dialect)
+            changed = {row.id for row in driver_rows(connection, sql, {**literals, **params})}
+        else:
+            changed = set(connection.execute(self._statement(False, outcome, start is not None), params)
+                          .scalars().all())
         connection.commit()
         recorded = started = False
         if done:
@@ -230,6 +235,10 @@ class Sender:
         return recorded, started
 
     @functools.lru_cache(maxsize=16)  # noqa: B019 (a handful of statements per Sender, built once)
+    def _driver_statement(self, outcome: str | None, starting: bool, dialect) -> tuple[str, dict]:
+        return driver_sql(self._statement(True, outcome, starting), dialect)
+
+    @functools.lru_cache(maxsize=16)  # noqa: B019 (a handful of statements per Sender, built once)
     def _statement(self, postgres: bool, outcome: str | None, starting: bool):
         """The UPDATE of _step, built once per shape: executing the same statement object again
         skips SQLAlchemy's compilation and cache-key work, a quarter of a mail's CPU before."""
@@ -248,7 +257,7 @@ class Sender:
         fences = []
         values: dict = {}
         if outcome:
-            fences.append(and_(is_done, d.state.in_(["sending", "pending"])))
+            fences.append(and_(is_done, or_(d.state == "sending", d.state == "pending")))
             values["last_error"] = done_else(bindparam("error", type_=d.last_error.type), d.last_error)
             if outcome == "sent":
                 values["sent_at"] = done_else(bindparam("at", type_=d.sent_at.type), d.sent_at)

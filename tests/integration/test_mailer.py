@@ -25,6 +25,7 @@ from services.mailer.planning import Planner
 from services.mailer.rendering import Renderer
 from services.mailer.tables import deliveries, sellers
 from shared import clock, config as config_module, doorbell
+from shared.db import is_postgres
 from shared.envelope import Envelope
 from shared.messaging import Bus, Publisher
 from shared.runtime import Runtime
@@ -342,10 +343,15 @@ def test_a_stale_sender_that_finishes_before_anyone_took_its_mail_over_records_i
     assert _states(mailer) == Counter({"sent": 1}) and sender.claim() == []
 
 
-def test_each_mail_costs_one_state_change_and_a_lost_claim_fences_only_its_own_row(mailer, mailbox, caplog):
+def test_each_mail_costs_one_state_change_and_a_lost_claim_fences_only_its_own_row(mailer, mailbox, caplog,
+                                                                                   monkeypatch):
     """Recording a mail `sent` and starting the next is one UPDATE (one commit), and a thread never has
-    two mails `sending`; each row of that UPDATE is fenced by the token on its own."""
+    two mails `sending`; each row of that UPDATE is fenced by the token on its own. On PostgreSQL that
+    UPDATE runs on the driver's cursor (ADR 14), past SQLAlchemy's execution: the count of UPDATEs
+    takes both ways in."""
     from sqlalchemy import event as sa_event
+
+    from services.mailer import delivery
 
     caplog.set_level(logging.INFO, logger="services.mailer.delivery")
     tag = uuid.uuid4().hex[:6]
@@ -359,7 +365,7 @@ def test_each_mail_costs_one_state_change_and_a_lost_claim_fences_only_its_own_r
     # a lease long enough that a loaded machine never makes the thread give the rest of its claim back
     sender = Sender(mailer.sessions, Renderer("cobuy <no-reply@cobuy.example>", PUBLIC),
                     ("127.0.0.1", mailbox.sink.port), concurrency=2, lease_seconds=120)
-    updates, sending_at_once = [], []
+    updates, on_driver, sending_at_once = [], [], []
 
     def seen(conn, cursor, statement, parameters, context, executemany):
         if statement.lstrip().upper().startswith("UPDATE DELIVERIES"):
@@ -367,6 +373,15 @@ def test_each_mail_costs_one_state_change_and_a_lost_claim_fences_only_its_own_r
             with mailer.engine.connect() as c:
                 sending_at_once.append(c.execute(select(func.count()).select_from(deliveries)
                                                  .where(deliveries.c.state == "sending")).scalar_one())
+
+    def driver_rows(connection, statement, parameters):
+        rows = delivery_driver_rows(connection, statement, parameters)
+        on_driver.append(statement)
+        seen(None, None, statement, parameters, None, False)
+        return rows
+
+    delivery_driver_rows = delivery.driver_rows
+    monkeypatch.setattr(delivery, "driver_rows", driver_rows)
 
     rows = sender.claim()
     assert len(rows) == 4
@@ -376,6 +391,7 @@ def test_each_mail_costs_one_state_change_and_a_lost_claim_fences_only_its_own_r
     finally:
         sa_event.remove(mailer.engine, "after_cursor_execute", seen)
     assert len(updates) == 5  # start the first; four times: record one and start the next (or nothing)
+    assert len(on_driver) == (5 if is_postgres(mailer.engine) else 0)
     assert max(sending_at_once) == 1
     assert _states(mailer) == Counter({"sent": 4})
     for i in range(4):
