@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import time
 from typing import Callable
 
@@ -58,6 +59,9 @@ def _not_json(req) -> bool:
             and not req.is_json)
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
 def problem_response(problem: Problem) -> Response:
     return Response(json.dumps(problem.body()), status=problem.status, mimetype=PROBLEM_JSON,
                     headers=problem.headers)
@@ -72,6 +76,9 @@ def install(app: Flask, service: str, config: Config, ready_checks: list[Callabl
         g.started = time.perf_counter()
         # the gateway already sanitised it; a service is never trusted to be reached only that way
         g.correlation_token = logs.set_correlation_id(accepted_correlation_id(request.headers.get(CORRELATION_HEADER)))
+        if request.view_args and any(isinstance(v, str) and _CONTROL.search(v) for v in request.view_args.values()):
+            # as the gateway refuses it (gateway/edge.normalise_path); PostgreSQL's text cannot hold a NUL
+            return problem_response(Problem(400, "malformed_path", "The path does not normalise to a plain one."))
         if _not_json(request):
             return problem_response(Problem(
                 415, "unsupported_media_type", "Send the body as JSON, with the header Content-Type: application/json."))
