@@ -48,7 +48,8 @@ ID = BigInteger().with_variant(Integer, "sqlite")
 
 
 # What the relay walks, in seq order: the events still in line (and, for `status`, the set-aside
-# ones). Through the primary key, the plan PostgreSQL takes when its statistics were gathered while
+# ones), written once: the relay, its idle look, `status` and `retry` say these, and the indexes
+# are built on them. Through the primary key, the plan PostgreSQL takes when its statistics were gathered while
 # the table was young or busy, each poll read every published event the retention keeps before the
 # first unsent one (~7 ms a poll behind 20,000 in bench/run.py's B1, and a week of a site's events
 # in production). The predicates are literals, so a prepared statement's generic plan can use them.
@@ -238,7 +239,7 @@ class Relay:
             queue_plans(session)
             rows = session.execute(
                 select(c.seq, c.event_id, c.body)
-                .where(c.sent_at.is_(None), c.quarantined_at.is_(None))
+                .where(WAITING)
                 .order_by(c.seq)
                 .limit(self.batch_size)
                 .with_for_update(skip_locked=True)
@@ -361,16 +362,16 @@ class Relay:
     def status(self, rows: int = 100) -> dict:
         """Pending (unsent, in line), the oldest one's age, and the quarantined rows with reasons."""
         c = self.outbox.c
-        waiting = (c.sent_at.is_(None), c.quarantined_at.is_(None))
         with self.sessions() as session:
             queue_plans(session)
-            pending = session.execute(select(func.count()).select_from(self.outbox).where(*waiting)).scalar_one()
-            oldest: datetime | None = session.execute(select(func.min(c.created_at)).where(*waiting)).scalar()
+            pending = session.execute(select(func.count()).select_from(self.outbox).where(WAITING)).scalar_one()
+            oldest: datetime | None = session.execute(
+                select(func.min(c.created_at)).select_from(self.outbox).where(WAITING)).scalar()
             quarantined = session.execute(select(func.count()).select_from(self.outbox)
-                                          .where(c.quarantined_at.is_not(None), c.sent_at.is_(None))).scalar_one()
+                                          .where(QUARANTINED)).scalar_one()
             listed = session.execute(
                 select(c.event_id, c.type, c.last_error, c.attempts, c.quarantined_at)
-                .where(c.quarantined_at.is_not(None), c.sent_at.is_(None)).order_by(c.seq).limit(rows)
+                .where(QUARANTINED).order_by(c.seq).limit(rows)
             ).all() if quarantined and rows else []
             now = db_now(session)
         return {
@@ -386,8 +387,7 @@ class Relay:
         c = self.outbox.c
         with self.sessions.begin() as session:
             return session.execute(update(self.outbox).where(
-                c.event_id.in_(event_ids), c.quarantined_at.is_not(None), c.sent_at.is_(None))
-                .values(quarantined_at=None)).rowcount
+                c.event_id.in_(event_ids), QUARANTINED).values(quarantined_at=None)).rowcount
 
 
 def _read(rows) -> tuple[dict[int, Envelope], dict[int, str]]:
