@@ -191,7 +191,9 @@ def driver_sql(statement, dialect) -> tuple[str, dict]:
     compiled = statement.compile(dialect=dialect)
     if compiled.post_compile_params:
         raise ValueError("a statement for the driver's cursor cannot expand parameters at execution")
-    return compiled.string, {k: v for k, v in compiled.params.items() if v is not None}
+    # the caller's own are the bindparams declared without a value; a literal may be None (NULL)
+    callers = {compiled.escaped_bind_names.get(name, name) for name, bind in compiled.binds.items() if bind.required}
+    return compiled.string, {k: v for k, v in compiled.params.items() if k not in callers}
 
 
 def is_disconnect(exc: BaseException) -> bool:
