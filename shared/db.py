@@ -187,7 +187,9 @@ def _on_driver_cursor(connection: Connection, statement: str, parameters: dict, 
 def driver_sql(statement, dialect) -> tuple[str, dict]:
     """A Core statement compiled once for the driver's cursor (driver_rows): its SQL, and the values
     of the literals it binds, to which a caller adds its own named parameters. Every bound value
-    must be a plain one (no IN list expanded at execution)."""
+    must be a plain one (no IN list expanded at execution), and every value goes to the driver as
+    it is: no type's bind processing runs (UTCDateTime's included), so an instant must already be
+    timezone-aware, as clock.now() is."""
     compiled = statement.compile(dialect=dialect)
     if compiled.post_compile_params:
         raise ValueError("a statement for the driver's cursor cannot expand parameters at execution")
