@@ -49,10 +49,11 @@ ID = BigInteger().with_variant(Integer, "sqlite")
 
 # What the relay walks, in seq order: the events still in line (and, for `status`, the set-aside
 # ones), written once: the relay, its idle look, `status` and `retry` say these, and the indexes
-# are built on them. Through the primary key, the plan PostgreSQL takes when its statistics were gathered while
-# the table was young or busy, each poll read every published event the retention keeps before the
-# first unsent one (~7 ms a poll behind 20,000 in bench/run.py's B1, and a week of a site's events
-# in production). The predicates are literals, so a prepared statement's generic plan can use them.
+# are built on them. Through the primary key, the plan PostgreSQL takes when its statistics were
+# gathered while the table was young or busy, each poll read every published event the retention
+# keeps before the first unsent one (~7 ms a poll behind 20,000 in bench/run.py's B1, and a week of
+# a site's events in production). The predicates are literals, so a prepared statement's generic
+# plan can use them.
 WAITING = text("sent_at IS NULL AND quarantined_at IS NULL")
 QUARANTINED = text("quarantined_at IS NOT NULL AND sent_at IS NULL")
 # Built by migrations reservation 0008, catalog 0008 and auction 0003: a change here needs a new migration.

@@ -209,7 +209,7 @@ class Sender:
             params["start"] = start["id"]
             if not postgres:
                 params["now"] = clock.now()
-        if postgres:  # the driver's cursor: ~0.2 ms of CPU a mail less than SQLAlchemy's execution (ADR 14)
+        if postgres:  # on the driver's cursor (ADR 14): ~0.07 ms of the sender's CPU a mail less, measured
             sql, literals = self._driver_statement(outcome, start is not None, connection.dialect)
             changed = {row.id for row in driver_rows(connection, sql, {**literals, **params})}
         else:
