@@ -10,6 +10,7 @@ from typing import Iterable, Sequence
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from shared.config import IPNetwork
+from shared.http import CONTROL_CHARACTER
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -30,7 +31,7 @@ def normalise_path(raw: str) -> str | None:
             segment = unquote(raw_segment, errors="strict")
         except UnicodeDecodeError:
             return None
-        if "/" in segment or "\\" in segment or any(ord(c) < 0x20 or ord(c) == 0x7F for c in segment):
+        if "/" in segment or "\\" in segment or CONTROL_CHARACTER.search(segment):
             return None
         if segment == "..":
             if not segments:

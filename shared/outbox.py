@@ -198,7 +198,6 @@ class IdleLook:
             return False
 
 
-
 class Relay:
     """Publishes the outbox, oldest first, with confirms; marks rows sent in the same transaction.
 

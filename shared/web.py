@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import re
 import time
 from typing import Callable
 
@@ -12,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from shared import identity, logs, metrics
 from shared.config import Config
-from shared.http import CORRELATION_HEADER, MAX_BODY, accepted_correlation_id
+from shared.http import CONTROL_CHARACTER, CORRELATION_HEADER, MAX_BODY, accepted_correlation_id
 from shared.problems import PROBLEM_JSON, Problem
 
 log = logging.getLogger(__name__)
@@ -59,9 +58,6 @@ def _not_json(req) -> bool:
             and not req.is_json)
 
 
-_CONTROL = re.compile("[\x00-\x1f\x7f]")
-
-
 def problem_response(problem: Problem) -> Response:
     return Response(json.dumps(problem.body()), status=problem.status, mimetype=PROBLEM_JSON,
                     headers=problem.headers)
@@ -76,7 +72,8 @@ def install(app: Flask, service: str, config: Config, ready_checks: list[Callabl
         g.started = time.perf_counter()
         # the gateway already sanitised it; a service is never trusted to be reached only that way
         g.correlation_token = logs.set_correlation_id(accepted_correlation_id(request.headers.get(CORRELATION_HEADER)))
-        if request.view_args and any(isinstance(v, str) and _CONTROL.search(v) for v in request.view_args.values()):
+        if request.view_args and any(isinstance(v, str) and CONTROL_CHARACTER.search(v)
+                                     for v in request.view_args.values()):
             # as the gateway refuses it (gateway/edge.normalise_path); PostgreSQL's text cannot hold a NUL
             return problem_response(Problem(400, "malformed_path", "The path does not normalise to a plain one."))
         if _not_json(request):
