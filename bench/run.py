@@ -28,19 +28,20 @@ from sqlalchemy import create_engine, make_url, text
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from shared.config import SERVICE_PORT_OFFSET  # noqa: E402
 from shared.smtpsink import SmtpSink, parse_subject  # noqa: E402
 
 PG = os.environ.get("COBUY_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP = os.environ.get("COBUY_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 TARGETS = {
-    "B1": "≥ 1,000 /s, p99 ≤ 100 ms, 0 errors, count exact",
+    "B1": "≥ 1,000 /s, p99 ≤ 150 ms, 0 errors, count exact",
     "B1r": "≥ 0.5",
     "B2": "p99 ≤ 250 ms",
     "B3": "≥ 2,000 /s each, p99 ≤ 50 ms",
     "B3r": "≥ 0.5 (offer page / bare template app)",
-    "B4": "≤ 30 s",
-    "B4d": "≤ 30 s",
-    "B5": "≤ 30 s",
+    "B4": "≤ 15 s",
+    "B4d": "≤ 15 s",
+    "B5": "≤ 15 s",
     "B6": "p99 ≤ 1 s",
     "B7": "no worse than linear",
     "B8": "p99 ≤ 1 s to every client, B1 ≥ 80 % of alone just before",
@@ -276,11 +277,28 @@ class Bench:
             freshness.extend(count_freshness(self.base + path, f"{self.tag}@bench.example", committed,
                                              lambda: self.count(offer["id"]), stop, gets))
 
+        # the offer's GET through the public door and straight to catalog's port, in turn: what the
+        # gateway's hop adds to B2's reads under B1's load (the probe's own GETs go through the door)
+        catalog = f"http://127.0.0.1:{self.port + SERVICE_PORT_OFFSET['catalog']}"
+        paired = {"gateway": [], "catalog": []}
+
+        def pairs():
+            doors = {"gateway": (requests.Session(), self.base), "catalog": (requests.Session(), catalog)}
+            while not stop.is_set():
+                for name, (session, base) in doors.items():
+                    started = time.time()
+                    try:
+                        if session.get(f"{base}/api/v1/offers/{offer['id']}", timeout=10).ok:
+                            paired[name].append((time.time() - started) * 1000)
+                    except requests.RequestException:
+                        pass  # counted nowhere: B1's own figures say whether the stack failed
+                    stop.wait(0.1)
+
         def memory():
             time.sleep(self.args.b1_seconds / 2)
             rss.update(self.rss_by_component())
 
-        threads = [threading.Thread(target=sampler), threading.Thread(target=memory)]
+        threads = [threading.Thread(target=sampler), threading.Thread(target=memory), threading.Thread(target=pairs)]
         for t in threads:
             t.start()
         cpu_before, machine_before, steal_before = self.cpu_by_component(), machine_busy(), steal_seconds()
@@ -310,7 +328,7 @@ class Bench:
                        "count_events": len(stages),
                        "count_exact": shown == in_db and in_db >= result["requests"] - result["errors"]})
         self.results["B1"] = {"value": round(result["rps"]), "p99_ms": round(result["p99_ms"], 1), **result,
-                              "ok": result["rps"] >= 1000 and result["p99_ms"] <= 100 and result["errors"] == 0
+                              "ok": result["rps"] >= 1000 and result["p99_ms"] <= 150 and result["errors"] == 0
                               and result["count_exact"]}
         self.results["B1"]["rss_mb"] = rss
         self.results["B1"]["cpu_s"] = cpu
@@ -333,7 +351,9 @@ class Bench:
         self.results["B1"]["steal_s_until_last_mail"] = round(steal_seconds() - steal_before, 1)
         self.results["B1"]["mail_drained_s_after_wrk"] = round(drained_at - wrk_done, 1)
         b2 = freshness_figures(freshness, gets)
-        self.results["B2"] = {**b2, "stages_ms": count_stages(stages), "ok": b2["value"] is not None and b2["value"] <= 250}
+        self.results["B2"] = {**b2, "stages_ms": count_stages(stages), "ok": b2["value"] is not None and b2["value"] <= 250,
+                              "paired_get_ms": {name: {f"p{round(q * 100)}": percentile(sorted(ms), q) for q in (0.5, 0.9, 0.99)}
+                                                for name, ms in paired.items()}}
         engine.dispose()
 
     def b1r(self):
@@ -434,7 +454,7 @@ class Bench:
         self.results["B4"] = {"value": round(last - due, 1), "mails": len(arrivals), "seeded_sellers": expected,
                               "mails_per_s": round(len(arrivals) / max(last - due, 0.001)),
                               **self.mail_cpu(cpu_before, len(arrivals)),
-                              "ok": len(arrivals) >= expected and last - due <= 30}
+                              "ok": len(arrivals) >= expected and last - due <= 15}
 
     def b4d(self):
         """SPEC §10: a counter-offer takes an offer with 10,000 active reservations; each purchaser
@@ -488,7 +508,7 @@ class Bench:
         self.results["B4d"] = {"value": value, "mails": len(arrivals), "distinct_recipients": len(recipients),
                                "purchasers": expected, "mails_per_s": round(len(arrivals) / max(value, 0.001)),
                                **self.mail_cpu(cpu_before, len(arrivals)),
-                               "ok": len(arrivals) == len(recipients) == expected and value <= 30}
+                               "ok": len(arrivals) == len(recipients) == expected and value <= 15}
 
     def b5(self, reservations: int, key: str = "B5"):
         self.quiesce()
@@ -513,7 +533,7 @@ class Bench:
         last = max(a[0] for a in arrivals) if arrivals else float("nan")
         return {"value": round(last - due, 1), "mails": len(arrivals), "seeded_reservations": reservations,
                 **self.mail_cpu(cpu_before, len(arrivals)),
-                "ok": len(arrivals) >= reservations + 1 and last - due <= 30}
+                "ok": len(arrivals) >= reservations + 1 and last - due <= 15}
 
     def b6(self):
         seller = self.seller()
@@ -784,13 +804,16 @@ def main() -> int:
         print(f"B1 RSS MB: {b1['rss_mb']}")
         print(f"B2 stages of the count events, ms: {bench.results['B2']['stages_ms']}; {bench.results['B2']['samples']} "
               f"probes; their count GETs alone, ms: {bench.results['B2'].get('count_get_ms')}")
+        print(f"B2 the offer's GET beside the probe, the two doors in turn every 100 ms: through the gateway "
+              f"{bench.results['B2'].get('paired_get_ms', {}).get('gateway')}, straight to catalog "
+              f"{bench.results['B2'].get('paired_get_ms', {}).get('catalog')}")
         print(f"B1 CPU s over {args.b1_seconds} s: {b1['cpu_s']}; the whole machine "
               f"{b1['machine_ms_per_reservation']} ms a reservation (bench/floor.py's unit), "
               f"{b1.get('machine_ms_until_last_mail')} until the last confirmation was sent "
               f"({b1.get('mail_drained_s_after_wrk')} s after wrk; bench/chain_floor.py's 'until the last mail'); "
               f"the hypervisor's steal, not counted: {b1.get('steal_s')} s in the window, "
               f"{b1.get('steal_s_until_last_mail')} until the last mail")
-        print(f"B1 CPU a reservation until the last confirmation was sent, all components (the issue's CPU target): "
+        print(f"B1 CPU a reservation until the last confirmation was sent, all components (the issue's CPU target, ≤ 4 ms): "
               f"{b1.get('cpu_ms_until_last_mail')} ms: {b1.get('ms_until_last_mail')}")
     if "B8" in bench.results:
         print("B8:", {k: v for k, v in bench.results["B8"].items() if k not in ("value", "ok")})
