@@ -267,6 +267,7 @@ class Bench:
         path = f"/api/v1/offers/{offer['id']}/reservations"
         freshness: list[float] = []
         gets: list[float] = []  # the probe's count requests
+        probes: list[dict] = []  # each sample's instants, for probe_breakdown
         stop = threading.Event()
         engine = self.db()
         rss: dict = {}
@@ -278,7 +279,7 @@ class Bench:
 
         def sampler():
             freshness.extend(count_freshness(self.base + path, f"{self.tag}@bench.example", committed,
-                                             lambda: self.count(offer["id"]), stop, gets))
+                                             lambda: self.count(offer["id"]), stop, gets, probes))
 
         # the offer's GET through the public door and straight to catalog's port, in turn: what the
         # gateway's hop adds to B2's reads under B1's load (the probe's own GETs go through the door)
@@ -355,6 +356,7 @@ class Bench:
         self.results["B1"]["mail_drained_s_after_wrk"] = round(drained_at - wrk_done, 1)
         b2 = freshness_figures(freshness, gets)
         self.results["B2"] = {**b2, "stages_ms": count_stages(stages), "ok": b2["value"] is not None and b2["value"] <= 250,
+                              "breakdown_ms": probe_breakdown(probes, stages),
                               "paired_get_ms": {name: {f"p{round(q * 100)}": percentile(sorted(ms), q) for q in (0.5, 0.9, 0.99)}
                                                 for name, ms in paired.items()}}
         engine.dispose()
@@ -586,12 +588,13 @@ def start_bare_app(database_url: str, workers: int, port: int) -> subprocess.Pop
 
 
 def count_freshness(reserve_url: str, address: str, committed, shown, stop: threading.Event,
-                    gets: list[float] | None = None) -> list[float]:
+                    gets: list[float] | None = None, probes: list[dict] | None = None) -> list[float]:
     """B2's probe, run beside B1's load until `stop`: reserve once (POST `reserve_url`, one new
     purchaser each time), and from its 201 poll `shown()` (the count a visitor gets, through the public
     door) every 5 ms until it reaches `committed()` (the offer's reservations in the database, read
     once right after the 201); then rest 0.2 s. Returns the seconds from each 201 to that count;
-    `gets`, when given, receives how long each `shown()` took."""
+    `gets`, when given, receives how long each `shown()` took; `probes`, each sample's 201 instant
+    (`at`), its seconds (`taken`) and how long the `shown()` that reached the count took (`last_get`)."""
     session, taken, i = requests.Session(), [], 0
     if gets is not None:
         count = shown
@@ -609,10 +612,15 @@ def count_freshness(reserve_url: str, address: str, committed, shown, stop: thre
         t0 = time.time()
         if r.status_code != 201:
             continue
-        target = committed()
-        while not stop.is_set() and shown() < target:
+        target, asked = committed(), t0
+        while not stop.is_set():
+            asked = time.time()
+            if shown() >= target:
+                break
             time.sleep(0.005)
         taken.append(time.time() - t0)
+        if probes is not None:
+            probes.append({"at": t0, "taken": taken[-1], "last_get": time.time() - asked})
         time.sleep(0.2)
     return taken
 
@@ -642,6 +650,29 @@ def count_stages(rows) -> dict:
         "recorded_to_applied": spread([(applied - made).total_seconds() for made, _, applied in rows if applied]),
         "between_counts": spread([(b[0] - a[0]).total_seconds() for a, b in zip(rows, rows[1:])]),
     }
+
+
+def probe_breakdown(probes: list[dict], rows) -> dict:
+    """Where B2's slowest probes spent their time, ms: for each probe, the wait from its 201 until
+    the next count event was recorded (coalescing, the relay's follow-up), that event's recorded →
+    applied by catalog (the relay's round, the broker, catalog's consumer), and the GET that showed
+    the count (through the gateway); medians over all probes and over the slowest tenth. `rows` are
+    count_stages' (recorded, sent, applied) datetimes, in order; a count recorded after a probe's
+    201 is the first that can cover it."""
+    recorded = [made.timestamp() for made, _sent, _applied in rows]
+    split = []
+    for probe in sorted(probes, key=lambda p: p["taken"]):
+        i = bisect.bisect_left(recorded, probe["at"])
+        if i == len(rows) or rows[i][2] is None:
+            continue  # no count after it in the window: nothing to split
+        split.append({"taken": probe["taken"] * 1000, "to_next_count": (recorded[i] - probe["at"]) * 1000,
+                      "count_applied": (rows[i][2].timestamp() - recorded[i]) * 1000,
+                      "last_get": probe["last_get"] * 1000})
+
+    def medians(of: list[dict]) -> dict:
+        return {key: round(statistics.median(p[key] for p in of), 1) for key in of[0]} if of else {}
+
+    return {"probes": len(split), "all": medians(split), "slowest_tenth": medians(split[-max(1, len(split) // 10):])}
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -807,6 +838,8 @@ def main() -> int:
         print(f"B1 RSS MB: {b1['rss_mb']}")
         print(f"B2 stages of the count events, ms: {bench.results['B2']['stages_ms']}; {bench.results['B2']['samples']} "
               f"probes; their count GETs alone, ms: {bench.results['B2'].get('count_get_ms')}")
+        print(f"B2 split, medians in ms (201 → the next count recorded, its recorded → applied, the GET that "
+              f"showed it): {bench.results['B2'].get('breakdown_ms')}")
         print(f"B2 the offer's GET beside the probe, the two doors in turn every 100 ms: through the gateway "
               f"{bench.results['B2'].get('paired_get_ms', {}).get('gateway')}, straight to catalog "
               f"{bench.results['B2'].get('paired_get_ms', {}).get('catalog')}")
