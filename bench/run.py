@@ -267,7 +267,7 @@ class Bench:
         path = f"/api/v1/offers/{offer['id']}/reservations"
         freshness: list[float] = []
         gets: list[float] = []  # the probe's count requests
-        probes: list[dict] = []  # each sample's instants, for probe_breakdown
+        samples: list[dict] = []  # each B2 sample's instants, for probe_breakdown
         stop = threading.Event()
         engine = self.db()
         rss: dict = {}
@@ -279,7 +279,7 @@ class Bench:
 
         def sampler():
             freshness.extend(count_freshness(self.base + path, f"{self.tag}@bench.example", committed,
-                                             lambda: self.count(offer["id"]), stop, gets, probes))
+                                             lambda: self.count(offer["id"]), stop, gets, samples))
 
         # the offer's GET through the public door and straight to catalog's port, in turn: what the
         # gateway's hop adds to B2's reads under B1's load (the probe's own GETs go through the door)
@@ -356,7 +356,7 @@ class Bench:
         self.results["B1"]["mail_drained_s_after_wrk"] = round(drained_at - wrk_done, 1)
         b2 = freshness_figures(freshness, gets)
         self.results["B2"] = {**b2, "stages_ms": count_stages(stages), "ok": b2["value"] is not None and b2["value"] <= 250,
-                              "breakdown_ms": probe_breakdown(probes, stages),
+                              "breakdown_ms": probe_breakdown(samples, stages),
                               "paired_get_ms": {name: {f"p{round(q * 100)}": percentile(sorted(ms), q) for q in (0.5, 0.9, 0.99)}
                                                 for name, ms in paired.items()}}
         engine.dispose()
