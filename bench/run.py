@@ -321,11 +321,13 @@ class Bench:
             # that is confirmed by the broker) and for catalog (recorded → applied), and the spacing of
             # counts (coalescing: a reservation waits for the next count that covers it)
             stages = c.execute(text(
-                "SELECT o.created_at, o.sent_at, i.processed_at FROM reservation.outbox o "
+                "SELECT o.created_at, o.sent_at, i.processed_at, o.body FROM reservation.outbox o "
                 "LEFT JOIN (SELECT event_id, min(processed_at) AS processed_at FROM catalog.inbox GROUP BY event_id) i "
                 "ON i.event_id = o.event_id "  # one row per count event, whatever catalog's consumers
                 "WHERE o.type = 'ReservationCountChanged' AND o.body LIKE :o ORDER BY o.created_at"),
                 {"o": f'%{offer["id"]}%'}).all()
+            counts = [(made, sent, applied, json.loads(body)["data"]["count"]) for made, sent, applied, body in stages]
+            stages = [(made, sent, applied) for made, sent, applied, _count in counts]
         shown = self.count(offer["id"])
         probes = len(freshness)
         result.update({"count_in_db": in_db, "count_shown": shown, "probe_reservations": probes,
@@ -356,7 +358,7 @@ class Bench:
         self.results["B1"]["mail_drained_s_after_wrk"] = round(drained_at - wrk_done, 1)
         b2 = freshness_figures(freshness, gets)
         self.results["B2"] = {**b2, "stages_ms": count_stages(stages), "ok": b2["value"] is not None and b2["value"] <= 250,
-                              "breakdown_ms": probe_breakdown(samples, stages),
+                              "breakdown_ms": probe_breakdown(samples, counts),
                               "paired_get_ms": {name: {f"p{round(q * 100)}": percentile(sorted(ms), q) for q in (0.5, 0.9, 0.99)}
                                                 for name, ms in paired.items()}}
         engine.dispose()
@@ -594,7 +596,8 @@ def count_freshness(reserve_url: str, address: str, committed, shown, stop: thre
     door) every 5 ms until it reaches `committed()` (the offer's reservations in the database, read
     once right after the 201); then rest 0.2 s. Returns the seconds from each 201 to that count;
     `gets`, when given, receives how long each `shown()` took; `probes`, each sample's 201 instant
-    (`at`), its seconds (`taken`) and how long the `shown()` that reached the count took (`last_get`)."""
+    (`at`), the count it waited for (`target`), whether it saw it before `stop` (`reached`), its
+    seconds (`taken`) and how long the last `shown()` took (`last_get`)."""
     session, taken, i = requests.Session(), [], 0
     if gets is not None:
         count = shown
@@ -612,15 +615,17 @@ def count_freshness(reserve_url: str, address: str, committed, shown, stop: thre
         t0 = time.time()
         if r.status_code != 201:
             continue
-        target, asked = committed(), t0
+        target, asked, reached = committed(), t0, False
         while not stop.is_set():
             asked = time.time()
             if shown() >= target:
+                reached = True
                 break
             time.sleep(0.005)
         taken.append(time.time() - t0)
         if probes is not None:
-            probes.append({"at": t0, "taken": taken[-1], "last_get": time.time() - asked})
+            probes.append({"at": t0, "target": target, "reached": reached, "taken": taken[-1],
+                           "last_get": time.time() - asked})
         time.sleep(0.2)
     return taken
 
@@ -657,14 +662,17 @@ def probe_breakdown(probes: list[dict], rows) -> dict:
     the next count event was recorded (coalescing, the relay's follow-up), that event's recorded →
     applied by catalog (the relay's round, the broker, catalog's consumer), and the GET that showed
     the count (through the gateway); medians over all probes and over the slowest tenth. `rows` are
-    count_stages' (recorded, sent, applied) datetimes, in order; a count recorded after a probe's
-    201 is the first that can cover it."""
-    recorded = [made.timestamp() for made, _sent, _applied in rows]
+    the count events' (recorded, sent, applied, count), in the order recorded; a probe's count is the
+    first recorded after its 201 that reaches the count it waited for (one recorded just after the 201
+    may have been counted before the probe's `target` was read, and fall short of it)."""
+    recorded = [row[0].timestamp() for row in rows]
     split = []
-    for probe in sorted(probes, key=lambda p: p["taken"]):
+    for probe in sorted((p for p in probes if p["reached"]), key=lambda p: p["taken"]):
         i = bisect.bisect_left(recorded, probe["at"])
+        while i < len(rows) and rows[i][3] < probe["target"]:
+            i += 1
         if i == len(rows) or rows[i][2] is None:
-            continue  # no count after it in the window: nothing to split
+            continue  # no such count in the window, or catalog's applying it not recorded: nothing to split
         split.append({"taken": probe["taken"] * 1000, "to_next_count": (recorded[i] - probe["at"]) * 1000,
                       "count_applied": (rows[i][2].timestamp() - recorded[i]) * 1000,
                       "last_get": probe["last_get"] * 1000})

@@ -61,6 +61,7 @@ def test_b2_probe_times_each_201_until_the_count_shown_covers_it_and_skips_refus
     assert len(received) == 3 and b'"probe-1-t@bench.example"' in received[0] and b"probe-3-" in received[2]
     assert len(taken) == 2  # the 409 was not a sample
     assert [p["taken"] for p in probes] == taken and all(0 <= p["last_get"] < p["taken"] for p in probes)
+    assert [p["target"] for p in probes] == [1, 2] and probes[0]["reached"]
     assert 0.05 <= taken[0] < 0.2 and state["polls"] > 3  # polled until the count caught up, the rest not in it
     assert bench_run.freshness_figures([0.1] * 98 + [0.3, 0.9]) == {"value": 900.0, "samples": 100, "p50_ms": 100.0}
     assert bench_run.freshness_figures([0.1], [0.01] * 80 + [0.02] * 19 + [0.5])["count_get_ms"] == \
@@ -68,21 +69,29 @@ def test_b2_probe_times_each_201_until_the_count_shown_covers_it_and_skips_refus
     assert bench_run.freshness_figures([])["value"] is None
 
 
-def test_b2_breakdown_splits_each_probe_at_the_first_count_recorded_after_its_201():
-    """probe_breakdown: the wait for the next count, that count's way to catalog, the showing GET;
-    a probe with no count after it (or none applied) is left out, and the slowest tenth is its own."""
+def test_b2_breakdown_splits_each_probe_at_the_first_count_after_its_201_that_reaches_its_target():
+    """probe_breakdown: the wait for the count that covers the probe, that count's way to catalog, the
+    showing GET. A count recorded after the 201 but short of the probe's target (counted before the
+    target was read) is not its count; a probe with no covering count applied in the window, or one
+    that stop cut off before it saw its count, is left out; the slowest tenth is its own."""
     from datetime import datetime, timezone
 
     def at(seconds):
         return datetime.fromtimestamp(seconds, timezone.utc)
 
-    rows = [(at(100.00), at(100.02), at(100.03)),   # recorded, sent, applied by catalog
-            (at(100.30), at(100.35), at(100.40)),
-            (at(101.00), None, None)]               # never applied in the window
-    probes = [{"at": 99.95, "taken": 0.10, "last_get": 0.02},  # next count 50 ms later, applied 30 ms after
-              {"at": 100.10, "taken": 0.40, "last_get": 0.05},  # waits for the second: 200 ms, then 100
-              {"at": 100.90, "taken": 0.50, "last_get": 0.01},  # the third was never applied: left out
-              {"at": 102.00, "taken": 0.60, "last_get": 0.01}]  # no count after it
+    rows = [(at(100.00), at(100.02), at(100.03), 10),   # recorded, sent, applied by catalog, count
+            (at(100.12), at(100.14), at(100.15), 11),   # after the second probe's 201, short of its 13
+            (at(100.30), at(100.35), at(100.40), 13),
+            (at(101.00), None, None, 20)]               # never applied in the window
+
+    def probe(at_, target, taken, last_get, reached=True):
+        return {"at": at_, "target": target, "reached": reached, "taken": taken, "last_get": last_get}
+
+    probes = [probe(99.95, 10, 0.10, 0.02),   # the first count: 50 ms later, applied 30 ms after
+              probe(100.10, 13, 0.40, 0.05),  # not the count at 100.12 (11): the one at 100.30, 200 + 100
+              probe(100.90, 20, 0.50, 0.01),  # its count was never applied: left out
+              probe(100.20, 13, 0.70, 0.01, reached=False),  # cut off by stop: left out
+              probe(102.00, 21, 0.60, 0.01)]  # no count after it
     split = bench_run.probe_breakdown(probes, rows)
     assert split["probes"] == 2
     assert split["slowest_tenth"] == {"taken": 400.0, "to_next_count": 200.0, "count_applied": 100.0, "last_get": 50.0}
