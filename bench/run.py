@@ -359,8 +359,7 @@ class Bench:
         b2 = freshness_figures(freshness, gets)
         self.results["B2"] = {**b2, "stages_ms": count_stages(stages), "ok": b2["value"] is not None and b2["value"] <= 250,
                               "breakdown_ms": probe_breakdown(samples, counts),
-                              "paired_get_ms": {name: {f"p{round(q * 100)}": percentile(sorted(ms), q) for q in (0.5, 0.9, 0.99)}
-                                                for name, ms in paired.items()}}
+                              "paired_get_ms": {name: request_percentiles(ms) for name, ms in paired.items()}}
         engine.dispose()
 
     def b1r(self):
@@ -638,8 +637,7 @@ def freshness_figures(taken: list[float], gets: list[float] | None = None) -> di
     figures = {"value": round(p99, 1) if p99 else None, "samples": len(fresh),
                "p50_ms": round(statistics.median(fresh) * 1000, 1) if fresh else None}
     if gets:
-        ms = sorted(g * 1000 for g in gets)
-        figures["count_get_ms"] = {f"p{round(q * 100)}": percentile(ms, q) for q in (0.5, 0.9, 0.99)}
+        figures["count_get_ms"] = request_percentiles([g * 1000 for g in gets])
     return figures
 
 
@@ -659,9 +657,10 @@ def count_stages(rows) -> dict:
 
 def probe_breakdown(probes: list[dict], rows) -> dict:
     """Where B2's slowest probes spent their time, ms: for each probe, the wait from its 201 until
-    the next count event was recorded (coalescing, the relay's follow-up), that event's recorded →
-    applied by catalog (the relay's round, the broker, catalog's consumer), and the GET that showed
-    the count (through the gateway); medians over all probes and over the slowest tenth. `rows` are
+    the count that covers it was recorded (`to_next_count`: coalescing, the relay's follow-up), that
+    event's recorded → applied by catalog (the relay's round, the broker, catalog's consumer), and
+    the GET that showed the count (through the gateway); medians over all probes and over the
+    slowest tenth. `rows` are
     the count events' (recorded, sent, applied, count), in the order recorded; a probe's count is the
     first recorded after its 201 that reaches the count it waited for (one recorded just after the 201
     may have been counted before the probe's `target` was read, and fall short of it)."""
@@ -681,6 +680,12 @@ def probe_breakdown(probes: list[dict], rows) -> dict:
         return {key: round(statistics.median(p[key] for p in of), 1) for key in of[0]} if of else {}
 
     return {"probes": len(split), "all": medians(split), "slowest_tenth": medians(split[-max(1, len(split) // 10):])}
+
+
+def request_percentiles(ms: list[float]) -> dict:
+    """p50 / p90 / p99 of some requests' durations, as B2 reports its GETs."""
+    ms = sorted(ms)
+    return {f"p{round(q * 100)}": percentile(ms, q) for q in (0.5, 0.9, 0.99)}
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -846,7 +851,7 @@ def main() -> int:
         print(f"B1 RSS MB: {b1['rss_mb']}")
         print(f"B2 stages of the count events, ms: {bench.results['B2']['stages_ms']}; {bench.results['B2']['samples']} "
               f"probes; their count GETs alone, ms: {bench.results['B2'].get('count_get_ms')}")
-        print(f"B2 split, medians in ms (201 → the next count recorded, its recorded → applied, the GET that "
+        print(f"B2 split, medians in ms (201 → the count covering it recorded, its recorded → applied, the GET that "
               f"showed it): {bench.results['B2'].get('breakdown_ms')}")
         print(f"B2 the offer's GET beside the probe, the two doors in turn every 100 ms: through the gateway "
               f"{bench.results['B2'].get('paired_get_ms', {}).get('gateway')}, straight to catalog "
