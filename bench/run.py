@@ -320,18 +320,17 @@ class Bench:
             # mailer), and B2's stages from them: a count event's wait for the relay (recorded → sent,
             # that is confirmed by the broker) and for catalog (recorded → applied), and the spacing of
             # counts (coalescing: a reservation waits for the next count that covers it)
-            stages = c.execute(text(
+            rows = c.execute(text(
                 "SELECT o.created_at, o.sent_at, i.processed_at, o.body FROM reservation.outbox o "
                 "LEFT JOIN (SELECT event_id, min(processed_at) AS processed_at FROM catalog.inbox GROUP BY event_id) i "
                 "ON i.event_id = o.event_id "  # one row per count event, whatever catalog's consumers
                 "WHERE o.type = 'ReservationCountChanged' AND o.body LIKE :o ORDER BY o.created_at"),
                 {"o": f'%{offer["id"]}%'}).all()
-            counts = [(made, sent, applied, json.loads(body)["data"]["count"]) for made, sent, applied, body in stages]
-            stages = [(made, sent, applied) for made, sent, applied, _count in counts]
+            counts = [(made, sent, applied, json.loads(body)["data"]["count"]) for made, sent, applied, body in rows]
         shown = self.count(offer["id"])
         probes = len(freshness)
         result.update({"count_in_db": in_db, "count_shown": shown, "probe_reservations": probes,
-                       "count_events": len(stages),
+                       "count_events": len(counts),
                        "count_exact": shown == in_db and in_db >= result["requests"] - result["errors"]})
         self.results["B1"] = {"value": round(result["rps"]), "p99_ms": round(result["p99_ms"], 1), **result,
                               "ok": result["rps"] >= 1000 and result["p99_ms"] <= 150 and result["errors"] == 0
@@ -357,7 +356,7 @@ class Bench:
         self.results["B1"]["steal_s_until_last_mail"] = round(steal_seconds() - steal_before, 1)
         self.results["B1"]["mail_drained_s_after_wrk"] = round(drained_at - wrk_done, 1)
         b2 = freshness_figures(freshness, gets)
-        self.results["B2"] = {**b2, "stages_ms": count_stages(stages), "ok": b2["value"] is not None and b2["value"] <= 250,
+        self.results["B2"] = {**b2, "stages_ms": count_stages(counts), "ok": b2["value"] is not None and b2["value"] <= 250,
                               "breakdown_ms": probe_breakdown(samples, counts),
                               "paired_get_ms": {name: request_percentiles(ms) for name, ms in paired.items()}}
         engine.dispose()
@@ -643,15 +642,15 @@ def freshness_figures(taken: list[float], gets: list[float] | None = None) -> di
 
 
 def count_stages(rows) -> dict:
-    """(recorded, sent, applied by catalog) of each count event, in order → p50/p99 of each stage, ms."""
+    """(recorded, sent, applied by catalog, count) of each count event, in order → p50/p99 of each stage, ms."""
     def spread(values: list[float]) -> dict:
         values = sorted(v * 1000 for v in values)
         return {"p50": percentile(values, 0.5), "p99": percentile(values, 0.99), "n": len(values)}
 
     return {
-        "recorded_to_sent": spread([(sent - made).total_seconds() for made, sent, _ in rows if sent]),
+        "recorded_to_sent": spread([(sent - made).total_seconds() for made, sent, *_ in rows if sent]),
         # the relay marks a batch sent once the broker has confirmed it, by when catalog has mostly applied it
-        "recorded_to_applied": spread([(applied - made).total_seconds() for made, _, applied in rows if applied]),
+        "recorded_to_applied": spread([(applied - made).total_seconds() for made, _, applied, _ in rows if applied]),
         "between_counts": spread([(b[0] - a[0]).total_seconds() for a, b in zip(rows, rows[1:])]),
     }
 
@@ -661,10 +660,10 @@ def probe_breakdown(probes: list[dict], rows) -> dict:
     the count that covers it was recorded (`to_next_count`: coalescing, the relay's follow-up), that
     event's recorded → applied by catalog (the relay's round, the broker, catalog's consumer), and
     the GET that showed the count (through the gateway); medians over all probes and over the
-    slowest tenth. `rows` are
-    the count events' (recorded, sent, applied, count), in the order recorded; a probe's count is the
-    first recorded after its 201 that reaches the count it waited for (one recorded just after the 201
-    may have been counted before the probe's `target` was read, and fall short of it)."""
+    slowest tenth. `rows` are the count events' (recorded, sent, applied, count), in the order
+    recorded; a probe's count is the first recorded after its 201 that reaches the count it waited
+    for (one recorded just after the 201 may have been counted before the probe's `target` was read,
+    and fall short of it)."""
     recorded = [row[0].timestamp() for row in rows]
     split = []
     for probe in sorted((p for p in probes if p["reached"]), key=lambda p: p["taken"]):
